@@ -1,0 +1,96 @@
+"""Chunk and shard shapes for the two cube layouts (the ARCO scheme of Copernicus Marine).
+
+* ``maps``: an inner chunk is one time step and one depth level over a spatial tile; a shard
+  holds many time steps over the whole map. One day's map costs a few range requests.
+* ``timeseries``: an inner chunk is a long run of time steps over a small spatial tile; a
+  shard holds one such time block over a larger spatial tile. One point's full series costs
+  one range request per time block.
+
+The maps inner tile *is* the time-series shard tile, so building the time-series layout
+from the maps layout decompresses every maps chunk exactly once per time block, and a
+worker's working set is one shard (``shard_mb``), whatever the size of the cube.
+
+Spatial tiles are powers of two, or the whole extent when it fits, so shards are always
+whole multiples of inner chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lake.spec import Chunking
+
+MB = 1024 * 1024
+DEFAULT_TIMESERIES_TIME = 256
+MAX_MAPS_TIME_PER_SHARD = 1024
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...]
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def fit_tile(extent: Sequence[int], max_elems: float) -> list[int]:
+    """The whole extent if it fits in ``max_elems``, else power-of-two tiles that do."""
+    if math.prod(extent) <= max_elems:
+        return list(extent)
+    tile = [_next_pow2(n) for n in extent]
+    while math.prod(tile) > max_elems and max(tile) > 1:
+        tile[tile.index(max(tile))] //= 2
+    return tile
+
+
+def grow_tile(tile: Sequence[int], extent: Sequence[int], max_elems: float) -> list[int]:
+    """Double ``tile`` (keeping multiples of it) towards ``extent`` while under ``max_elems``."""
+    out = list(tile)
+    while True:
+        open_dims = [i for i, (t, n) in enumerate(zip(out, extent, strict=True)) if t < n]
+        if not open_dims:
+            return out
+        i = min(open_dims, key=lambda k: out[k] / extent[k])
+        if math.prod(out) * 2 > max_elems:
+            return out
+        out[i] *= 2
+
+
+def plan_chunks(
+    dims: Sequence[str],
+    shape: Sequence[int],
+    itemsize: int,
+    layout: Literal["maps", "timeseries"],
+    chunking: Chunking,
+) -> ChunkPlan:
+    """Inner chunk and shard shapes for a variable with a ``time`` dimension."""
+    inner_bytes = chunking.inner_chunk_mb * MB
+    shard_bytes = chunking.shard_mb * MB
+    t_block = chunking.timeseries_time or DEFAULT_TIMESERIES_TIME
+    size = dict(zip(dims, shape, strict=True))
+    space = [d for d in dims if d not in ("time", "depth")]
+    extent = [max(size[d], 1) for d in space]
+
+    ts_inner = fit_tile(extent, inner_bytes / (t_block * itemsize))
+    ts_shard = grow_tile(ts_inner, extent, shard_bytes / (t_block * itemsize))
+    if layout == "timeseries":
+        chunk = {"time": t_block, "depth": 1, **dict(zip(space, ts_inner, strict=True))}
+        shard = {"time": t_block, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
+    else:
+        maps_shard = grow_tile(ts_shard, extent, shard_bytes / itemsize)
+        per_step = itemsize * math.prod(maps_shard)
+        depth = max(size.get("depth", 1), 1)
+        depth_shard = max(1, min(depth, int(shard_bytes // per_step)))
+        time_shard = chunking.maps_time_per_shard or max(
+            1, min(MAX_MAPS_TIME_PER_SHARD, int(shard_bytes // (per_step * depth_shard)))
+        )
+        chunk = {"time": 1, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
+        shard = {"time": time_shard, "depth": depth_shard, **dict(zip(space, maps_shard, strict=True))}
+    return ChunkPlan(tuple(chunk[d] for d in dims), tuple(shard[d] for d in dims))

@@ -1,0 +1,319 @@
+"""Zarr v3 cube sink: render metadata, write shard-aligned blocks, publish metadata last.
+
+A build of one layout has three phases:
+
+1. :func:`render_layout` writes the complete new metadata (every ``zarr.json``, with
+   consolidated metadata in the group document) and the small coordinate and static
+   arrays into an in-memory store, using xarray's own Zarr conventions.
+2. :func:`write_block` (run on Dask workers) writes one shard-aligned block of one
+   variable straight into the target through an :class:`ArrayRef` that carries the *new*
+   metadata, so chunks beyond the published shape can be written before it changes.
+3. :func:`publish` copies the rendered documents to the target: coordinate chunks, then
+   array documents, then the group document, which is the commit point readers see
+   (``xr.open_zarr`` reads consolidated metadata from it).
+
+A build killed before phase 3 leaves orphan chunks past the published shape and, at most,
+a rewritten last partial shard whose published part holds the same values as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from lake.chunking import ChunkPlan, plan_chunks
+from lake.errors import SourceError, TargetError
+from lake.sources.netcdf import PACKING_ATTRS, SourceIndex, read_block
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from lake.spec import Chunking
+    from lake.storage import Root
+
+GROUP_DOC = "zarr.json"
+
+
+def compressor() -> BloscCodec:
+    """zstd inside Blosc with byte shuffle: multithreaded, and far smaller for floats."""
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """One array of a layout, opened with given metadata (possibly not yet published)."""
+
+    root: Root
+    group: str
+    name: str
+    metadata: dict[str, Any]
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(self.metadata["dimension_names"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.metadata["shape"])
+
+    def open(self) -> zarr.Array:
+        from zarr.core.array import AsyncArray
+        from zarr.core.metadata import ArrayV3Metadata
+        from zarr.storage import StorePath
+
+        store = self.root.zarr_store(self.group)
+        meta = ArrayV3Metadata.from_dict(dict(self.metadata))
+        return zarr.Array(AsyncArray(meta, StorePath(store, self.name)))
+
+
+def _selection(dims: Sequence[str], region: Mapping[str, slice]) -> tuple[slice, ...]:
+    return tuple(region.get(d, slice(None)) for d in dims)
+
+
+class Feed(Protocol):
+    """Where new values of a block come from."""
+
+    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class NetcdfFeed:
+    index: SourceIndex
+    storage_options: dict[str, Any]
+
+    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray:
+        return read_block(self.index, name, region, self.storage_options)
+
+
+@dataclass(frozen=True)
+class ZarrFeed:
+    """Reads another layout (the maps layout feeds the time-series layout)."""
+
+    arrays: dict[str, ArrayRef]
+
+    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray:
+        ref = self.arrays[name]
+        return np.asarray(ref.open()[_selection(ref.dims, region)])
+
+
+def write_block(
+    target: ArrayRef,
+    region: Mapping[str, slice],
+    feed: Feed,
+    committed: ArrayRef | None = None,
+    published_ntime: int = 0,
+) -> int:
+    """Write one shard-aligned block; return the uncompressed bytes written.
+
+    Time steps before ``published_ntime`` come from the ``committed`` array (the last partial
+    shard is rewritten whole, its published part unchanged); later ones from ``feed``.
+    """
+    t = region["time"]
+    axis = target.dims.index("time")
+    parts = []
+    if committed is not None and t.start < published_ntime:
+        old = {**region, "time": slice(t.start, min(t.stop, published_ntime))}
+        parts.append(np.asarray(committed.open()[_selection(committed.dims, old)]))
+    if t.stop > published_ntime:
+        new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
+        parts.append(feed.read(target.name, new))
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+    target.open()[_selection(target.dims, region)] = data
+    return int(data.nbytes)
+
+
+def block_regions(ref: ArrayRef, start_time: int) -> Iterator[dict[str, slice]]:
+    """Shard-aligned regions of ``ref`` that hold time steps from ``start_time`` on.
+
+    The regular chunk grid of a sharded array is its shard grid, so each region is written
+    whole by exactly one task: no two tasks ever touch the same object.
+    """
+    grid = ref.metadata["chunk_grid"]["configuration"]["chunk_shape"]
+    ranges: list[list[slice]] = []
+    for dim, size, step in zip(ref.dims, ref.shape, grid, strict=True):
+        first = (start_time // step) * step if dim == "time" else 0
+        ranges.append([slice(lo, min(lo + step, size)) for lo in range(first, size, step)])
+    for combo in np.ndindex(*[len(r) for r in ranges]):
+        yield {dim: ranges[i][k] for i, (dim, k) in enumerate(zip(ref.dims, combo, strict=True))}
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def build_template(
+    first: xr.Dataset,
+    index: SourceIndex,
+    times: np.ndarray,
+    time_units: str,
+    layout: str,
+    chunking: Chunking,
+) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
+    """The full-size dataset (lazy placeholders for time-dependent variables) and encoding."""
+    dynamic = [str(n) for n, v in first.variables.items() if "time" in v.dims and n != "time"]
+    base = first.drop_vars(dynamic)
+    time_attrs = {k: v for k, v in first["time"].attrs.items() if k not in PACKING_ATTRS}
+    base = base.drop_vars("time").assign_coords(time=("time", times, time_attrs))
+    calendar = index.calendar
+    encoding: dict[str, dict[str, Any]] = {
+        "time": {"units": time_units, "calendar": calendar, "dtype": "int64"}
+    }
+    for name in base.variables:
+        var = base.variables[name]
+        if name == "time":
+            continue
+        encoding[str(name)] = _plain_encoding(var)
+        var.encoding = {}
+    for name, schema in index.variables.items():
+        src = first.variables[name]
+        shape = tuple(len(times) if d == "time" else n for d, n in zip(schema.dims, schema.shape, strict=True))
+        dtype = src.dtype
+        plan: ChunkPlan = plan_chunks(schema.dims, shape, max(dtype.itemsize, 1), layout, chunking)  # type: ignore[arg-type]
+        if dtype.kind == "T":
+            plan = ChunkPlan(plan.chunks, plan.chunks)  # variable-length strings: no sharding
+        placeholder = da.empty(shape, dtype=dtype, chunks=plan.shards)
+        var = xr.Variable(schema.dims, placeholder, dict(src.attrs))
+        if name in first.coords:
+            base = base.assign_coords({name: var})
+        else:
+            base[name] = var
+        enc: dict[str, Any] = {"chunks": plan.chunks}
+        if plan.shards != plan.chunks:
+            enc["shards"] = plan.shards
+        enc.update(_plain_encoding(src))
+        encoding[name] = enc
+    base.attrs = dict(first.attrs)
+    return base, encoding
+
+
+def _plain_encoding(var: xr.Variable) -> dict[str, Any]:
+    enc: dict[str, Any] = {}
+    if var.dtype.kind in "iufb":
+        enc["compressors"] = [compressor()]
+        if "_FillValue" in var.attrs:
+            enc["fill_value"] = np.asarray(var.attrs["_FillValue"]).item()
+    return enc
+
+
+def render_layout(template: xr.Dataset, encoding: Mapping[str, Mapping[str, Any]]) -> dict[str, bytes]:
+    """Every document and small array of a layout, rendered in memory by xarray."""
+    from zarr.storage import MemoryStore
+
+    contents: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        template.to_zarr(
+            MemoryStore(contents),
+            mode="w",
+            compute=False,
+            zarr_format=3,
+            consolidated=True,
+            encoding=dict(encoding),
+        )
+    return {key: value.to_bytes() for key, value in contents.items()}
+
+
+def array_metadata(documents: Mapping[str, bytes], name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(documents[f"{name}/zarr.json"])
+    return doc
+
+
+# --- published state -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    """What readers currently see of a layout (from its consolidated group document)."""
+
+    times: np.ndarray
+    time_units: str
+    calendar: str
+    arrays: dict[str, dict[str, Any]]
+    statics: dict[str, np.ndarray]
+
+    @property
+    def ntime(self) -> int:
+        return len(self.times)
+
+
+def read_published(root: Root, group: str) -> Published | None:
+    """The published state of ``group``, or ``None`` if nothing is published there."""
+    fs = root.fs()
+    doc_path = root.path(group, GROUP_DOC)
+    if not fs.exists(doc_path):
+        return None
+    try:
+        doc = json.loads(fs.cat_file(doc_path))
+        arrays = doc["consolidated_metadata"]["metadata"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            ds = xr.open_zarr(
+                root.zarr_store(group, read_only=True),
+                consolidated=True,
+                mask_and_scale=False,
+                zarr_format=3,
+            )
+        times = np.asarray(ds["time"].values)
+        units = str(ds["time"].encoding["units"])
+        calendar = str(ds["time"].encoding.get("calendar", "standard"))
+        statics = {
+            str(n): np.asarray(v.values) for n, v in ds.variables.items() if "time" not in v.dims
+        }
+    except Exception as exc:
+        raise TargetError(
+            f"{root.display}/{group}",
+            f"exists but is not a cube this tool can extend ({type(exc).__name__}: {exc})",
+            "delete it to rebuild it from scratch, or point the spec at another root",
+        ) from None
+    return Published(times, units, calendar, arrays, statics)
+
+
+def _put(root: Root, path: str, data: bytes) -> None:
+    """Write one object atomically (a rename on local disk; one PUT on object storage)."""
+    if root.local:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    else:
+        root.fs().pipe_file(path, data)
+
+
+def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
+    """Copy rendered documents: small arrays, then array documents, then the group document."""
+    chunks = [k for k in documents if not k.endswith(GROUP_DOC)]
+    arrays = [k for k in documents if k.endswith(GROUP_DOC) and k != GROUP_DOC]
+    for key in [*chunks, *arrays, GROUP_DOC]:
+        _put(root, root.path(group, key), documents[key])
+
+
+def check_packing(published: Published, index: SourceIndex, group: str) -> None:
+    """New files must be packed like the published cube (same dtype and CF packing attrs)."""
+    for name, schema in index.variables.items():
+        meta = published.arrays.get(name)
+        if meta is None:
+            raise SourceError(
+                index.files[0],
+                f"has variable {name}, which the published cube {group} lacks",
+                "build it as a new dataset, or delete the cube to rebuild it",
+            )
+        attrs = meta.get("attributes", {})
+        ours = {k for k, _ in schema.packing if k != "_FillValue"}
+        theirs = {k for k in attrs if k in PACKING_ATTRS and k != "_FillValue"}
+        if ours != theirs:
+            raise SourceError(
+                index.files[0],
+                f"packs {name} with {sorted(ours)} but the published cube uses {sorted(theirs)}",
+                "delete the cube to rebuild it with the new packing",
+            )

@@ -1,0 +1,216 @@
+"""Incremental planning of a cube build: what is published, what is new, what to write.
+
+Rules (documented in the README):
+
+* The published cube is the truth. Files whose times are all already in it are skipped.
+* New files must come strictly after the published end (the cube is append-only); a file
+  that adds times inside the published range stops the build (backfill is not supported:
+  delete the cube to rebuild it).
+* Each layout is extended from its own published length, so a build interrupted between
+  publishing ``maps`` and ``timeseries`` is completed by the next run.
+* Time units chosen at the first build stay fixed; new times must be exact integers in them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lake.cube import (
+    ArrayRef,
+    Published,
+    array_metadata,
+    build_template,
+    check_packing,
+    read_published,
+    render_layout,
+)
+from lake.errors import SourceError, TargetError
+from lake.sources.netcdf import (
+    FileInfo,
+    SourceIndex,
+    choose_time_units,
+    digest,
+    encode_times,
+    index_sources,
+    open_netcdf,
+)
+from lake.storage import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lake.spec import Dataset
+    from lake.storage import Root
+
+_SAME_CALENDAR = {"gregorian": "standard", "": "standard"}
+
+
+@dataclass(frozen=True)
+class LayoutWork:
+    """One layout to extend: its published length and the new metadata to publish."""
+
+    layout: str
+    group: str
+    published_ntime: int
+    documents: dict[str, bytes]
+    targets: dict[str, ArrayRef]
+    committed: dict[str, ArrayRef]
+
+
+@dataclass(frozen=True)
+class CubePlan:
+    dataset: str
+    files_found: int
+    new_files: tuple[str, ...]
+    index: SourceIndex | None
+    ntime: int
+    layouts: list[LayoutWork] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.layouts
+
+
+def layout_group(dataset_id: str, layout: str) -> str:
+    return f"{dataset_id}/{layout}.zarr"
+
+
+def _calendar(name: str) -> str:
+    return _SAME_CALENDAR.get(name.lower(), name.lower())
+
+
+def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePlan:
+    cube = dataset.cube
+    published = {
+        layout: read_published(root, layout_group(dataset.id, layout)) for layout in cube.layouts
+    }
+    base = _most_advanced(dataset.id, published)
+    last = base.times[-1] if base is not None and base.ntime else None
+
+    new: list[FileInfo] = []
+    for info in infos:
+        if last is None or info.times[-1] > last:
+            if last is not None and info.times[0] <= last:
+                raise SourceError(
+                    redact(info.url),
+                    f"starts at {info.times[0]}, inside the published cube (which ends at "
+                    f"{last}): the cube is append-only",
+                    "remove the file, or delete the cube to rebuild it from all files",
+                )
+            new.append(info)
+        elif base is not None and not np.isin(info.times, base.times).all():
+            raise SourceError(
+                redact(info.url),
+                "has time steps inside the published range that the cube does not hold "
+                "(backfill is not supported)",
+                "remove the file, or delete the cube to rebuild it from all files",
+            )
+
+    axis = base.times if base is not None else np.asarray([], dtype="datetime64[ns]")
+    if new:
+        new_index = index_sources(new)
+        axis = np.concatenate([axis, new_index.times]) if base is not None else new_index.times
+        if base is not None:
+            _check_against_published(base, new_index, infos, dataset.id)
+    ntime = len(axis)
+    lagging = {k: (p.ntime if p else 0) for k, p in published.items()}
+    if all(n == ntime for n in lagging.values()):
+        return CubePlan(dataset.id, len(infos), (), None, ntime)
+
+    start = min(lagging.values())
+    needed = [i for i in infos if i.times[-1] >= axis[start]]
+    if not needed:
+        raise SourceError(
+            f"dataset {dataset.id}",
+            f"has a layout behind the others but the source files for time step {start} on "
+            "are gone",
+            "restore the source files, or delete the cube to rebuild it",
+        )
+    index = index_sources(needed, axis)
+    if base is not None:
+        units, calendar = base.time_units, base.calendar
+        if _calendar(calendar) != _calendar(index.calendar):
+            raise SourceError(
+                redact(index.files[0]),
+                f"uses calendar {index.calendar!r}, the published cube {calendar!r}",
+                "build files with another calendar as a separate dataset",
+            )
+    else:
+        units = choose_time_units(axis, index.time_units, index.calendar)
+    if encode_times(axis, units, index.calendar) is None:
+        raise SourceError(
+            redact(index.files[-1]),
+            f"has times that are not whole numbers of the cube's time units {units!r}",
+            "delete the cube to rebuild it with finer time units",
+        )
+
+    first = open_netcdf(sorted(infos, key=lambda i: i.times[0])[0].url, cube.storage_options)
+    try:
+        works = []
+        for layout in cube.layouts:
+            pub = published[layout]
+            if pub is not None and pub.ntime == ntime:
+                continue
+            group = layout_group(dataset.id, layout)
+            template, encoding = build_template(first, index, axis, units, layout, cube.chunking)
+            documents = render_layout(template, encoding)
+            targets = {
+                name: ArrayRef(root, group, name, array_metadata(documents, name))
+                for name in index.variables
+            }
+            committed = {}
+            if pub is not None:
+                check_packing(pub, index, group)
+                for name, ref in targets.items():
+                    _check_same_chunks(pub.arrays[name], ref.metadata, f"{root.display}/{group}")
+                    committed[name] = ArrayRef(root, group, name, pub.arrays[name])
+            works.append(
+                LayoutWork(layout, group, pub.ntime if pub else 0, documents, targets, committed)
+            )
+    finally:
+        first.close()
+    return CubePlan(
+        dataset.id, len(infos), tuple(i.url for i in new), index, ntime, works
+    )
+
+
+def _most_advanced(dataset_id: str, published: dict[str, Published | None]) -> Published | None:
+    present = [p for p in published.values() if p is not None]
+    if not present:
+        return None
+    base = max(present, key=lambda p: p.ntime)
+    for layout, pub in published.items():
+        if pub is not None and not np.array_equal(pub.times, base.times[: pub.ntime]):
+            raise TargetError(
+                f"{dataset_id}/{layout}.zarr",
+                "has a time axis that is not a prefix of the other layout's",
+                "delete the dataset's layouts to rebuild them together",
+            )
+    return base
+
+
+def _check_against_published(
+    base: Published, index: SourceIndex, infos: Sequence[FileInfo], dataset_id: str
+) -> None:
+    first_new = next(i for i in infos if i.url == index.files[0])
+    for name, value in base.statics.items():
+        theirs = first_new.statics.get(name)
+        if theirs is not None and theirs != digest(value):
+            raise SourceError(
+                redact(first_new.url),
+                f"its {name} differs from the published cube {dataset_id}: the grids do not match",
+                "build files with another grid as a separate dataset, or delete the cube",
+            )
+
+
+def _check_same_chunks(published: dict[str, object], new: dict[str, object], where: str) -> None:
+    for key in ("chunk_grid", "codecs", "data_type", "dimension_names"):
+        if published.get(key) != new.get(key):
+            raise TargetError(
+                where,
+                f"was built with another {key.replace('_', ' ')} than the spec now asks for",
+                "restore the spec's previous `chunking`, or delete the layout to rebuild it",
+            )

@@ -1,0 +1,118 @@
+"""The ``lake`` command line.
+
+Exit codes: 0 success; 1 unexpected failure; 2 invalid spec or arguments; 3 a source cannot
+be read or is inconsistent; 4 the target cannot be written or extended.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lake.errors import ExitCode, LakeError
+from lake.storage import Root, redact
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build a cloud-native marine data lake: Zarr v3 cubes from NetCDF files.",
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+@app.callback()
+def _root() -> None:
+    """Build a cloud-native marine data lake."""
+
+
+@app.command()
+def build(
+    spec: Annotated[Path, typer.Argument(help="The spec file (YAML).")],
+    only: Annotated[str | None, typer.Option(help="Build only the dataset with this id.")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of an existing Dask scheduler (default: a local cluster)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Workers of the local cluster (default: one per core).")
+    ] = None,
+) -> None:
+    """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
+    from lake.flows.cluster import dask_client
+    from lake.flows.cubes import build_cube
+    from lake.spec import load_spec
+
+    try:
+        parsed = load_spec(spec)
+        datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
+        root = Root(parsed.root, parsed.storage_options)
+        root.check_writable()
+        results = []
+        with (
+            dask_client(scheduler, workers) as client,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=not err.is_terminal,
+            ) as bar,
+        ):
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            for dataset in datasets:
+                results.append(build_cube(client, root, dataset, progress))
+    except LakeError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+
+    table = Table(title=f"lake build: {root.display}")
+    for column in ("dataset", "files found", "files read", "bytes in", "size on storage",
+                   "time steps", "added", "seconds"):  # fmt: skip
+        table.add_column(column, justify="right" if column != "dataset" else "left")
+    for r in results:
+        added = ", ".join(f"{k} +{v}" for k, v in r.added.items()) or "up to date"
+        table.add_row(
+            r.dataset, str(r.files_found), str(r.files_read), _size(r.bytes_in),
+            _size(r.bytes_out), str(r.ntime), added, f"{r.seconds:.1f}",
+        )  # fmt: skip
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing was published by the unfinished step")
+        sys.exit(130)
+    except LakeError as exc:  # pragma: no cover - raised outside a command
+        err.print(f"error: {redact(str(exc))}")
+        sys.exit(int(exc.exit_code))
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["ExitCode", "app", "main"]

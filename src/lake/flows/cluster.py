@@ -1,0 +1,49 @@
+"""The Dask cluster a build runs on: a local one sized to the machine, or an existing one."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import psutil
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from distributed import Client
+
+
+def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
+    """Workers (one thread each) and memory per worker in bytes for this machine."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = workers or max(1, cpus or 1)
+    memory = psutil.virtual_memory().total
+    return n, int(memory * 0.8 / n)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """A client on ``scheduler``, or on a fresh LocalCluster of worker processes."""
+    from distributed import Client, LocalCluster
+
+    for name in ("distributed", "distributed.worker", "distributed.nanny", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if scheduler:
+        with Client(scheduler, timeout="30s") as client:
+            yield client
+        return
+    n, memory = local_cluster_size(workers)
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

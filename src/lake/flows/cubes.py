@@ -1,0 +1,151 @@
+"""The cube flow: scan sources, plan, write both layouts as one Dask graph, publish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from distributed import as_completed
+
+from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, write_block
+from lake.cubeplan import plan_cube
+from lake.sources.netcdf import expand_sources, scan_file
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from lake.cubeplan import CubePlan
+    from lake.spec import Dataset
+    from lake.storage import Root
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``."""
+
+
+@dataclass
+class CubeResult:
+    dataset: str
+    files_found: int = 0
+    files_read: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    values_written: int = 0
+    ntime: int = 0
+    added: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def _gather(client: Client, futures: list[Future], stage: str, progress: Progress) -> list[Any]:
+    total = len(futures)
+    progress(stage, 0, total)
+    for done, future in enumerate(as_completed(futures), 1):
+        if future.status == "error":
+            # Cancel the rest so nothing more is written, then raise the task's own error.
+            error = future.exception()
+            client.cancel([f for f in futures if f is not future])
+            raise error
+        progress(stage, done, total)
+    return list(client.gather(futures))
+
+
+def submit_writes(
+    client: Client, plan: CubePlan, storage_options: dict[str, Any]
+) -> list[Future]:
+    """One task per shard-aligned block; time-series blocks wait for the maps blocks they read."""
+    assert plan.index is not None
+    source_feed = NetcdfFeed(plan.index, storage_options)
+    futures: list[Future] = []
+    maps_blocks: dict[str, list[tuple[slice, Future]]] = {}
+    maps = next((w for w in plan.layouts if w.layout == "maps"), None)
+    ordered = sorted(plan.layouts, key=lambda w: w.layout != "maps")
+    for work in ordered:
+        feed: Any = source_feed
+        if work.layout == "timeseries" and maps is not None:
+            feed = ZarrFeed(dict(maps.targets))
+        for name, target in work.targets.items():
+            committed = work.committed.get(name)
+            for region in block_regions(target, work.published_ntime):
+                deps: list[Future] = []
+                if work.layout == "timeseries" and maps is not None:
+                    t = region["time"]
+                    deps = [
+                        f
+                        for r, f in maps_blocks.get(name, [])
+                        if r.start < t.stop and t.start < r.stop
+                    ]
+                future = client.submit(
+                    _write,
+                    target,
+                    region,
+                    feed,
+                    committed,
+                    work.published_ntime,
+                    deps,
+                    pure=False,
+                )
+                futures.append(future)
+                if work.layout == "maps":
+                    maps_blocks.setdefault(name, []).append((region["time"], future))
+    return futures
+
+
+def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps: Any) -> int:
+    return write_block(target, region, feed, committed, ntime)
+
+
+def build_cube(
+    client: Client, root: Root, dataset: Dataset, progress: Progress = _quiet
+) -> CubeResult:
+    """Build or extend every layout of one cube dataset; publish only if all blocks succeed."""
+    started = time.perf_counter()
+    cube = dataset.cube
+    result = CubeResult(dataset.id)
+    urls = expand_sources(cube.patterns, cube.storage_options)
+    scans = client.map(
+        scan_file,
+        urls,
+        storage_options=cube.storage_options,
+        variables=cube.variables,
+        pure=False,
+    )
+    infos = _gather(client, scans, f"{dataset.id}: scan", progress)
+    plan = plan_cube(root, dataset, infos)
+    result.files_found = plan.files_found
+    result.ntime = plan.ntime
+    if not plan.empty:
+        assert plan.index is not None
+        futures = submit_writes(client, plan, cube.storage_options)
+        written = _gather(client, futures, f"{dataset.id}: write", progress)
+        result.values_written = sum(written)
+        for work in plan.layouts:
+            publish(root, work.group, work.documents)
+            result.added[work.layout] = plan.ntime - work.published_ntime
+        result.files_read = len(plan.index.files)
+        result.bytes_in = _source_sizes(plan.index.files, cube.storage_options)
+    result.bytes_out = _tree_size(root, dataset.id)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _source_sizes(urls: tuple[str, ...], storage_options: dict[str, Any]) -> int:
+    import fsspec
+
+    total = 0
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
+        total += int(fs.size(path))
+    return total
+
+
+def _tree_size(root: Root, dataset_id: str) -> int:
+    fs = root.fs()
+    path = root.path(dataset_id)
+    if not fs.exists(path):
+        return 0
+    return int(fs.du(path, total=True))

@@ -1,0 +1,1 @@
+"""Sources: readers that turn NetCDF files (and later database tables) into arrays."""

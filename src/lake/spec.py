@@ -1,0 +1,178 @@
+"""The build spec: one YAML file naming the sources, the target root and each dataset.
+
+Validated with pydantic; every error names the file and the field, e.g.
+``spec.yaml: datasets[0].cube.layouts[1]: Input should be 'maps' or 'timeseries'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lake.errors import SpecError
+from lake.storage import is_local, redact
+
+_DATASET_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
+
+
+def _check_dataset_id(value: str) -> str:
+    if not _DATASET_ID.match(value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not a safe path segment: use 1-128 lower-case letters, digits, "
+            "'.', '_' or '-', starting and ending with a letter or digit"
+        )
+    return value
+
+
+DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]
+Layout = Literal["maps", "timeseries"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Chunking(_Model):
+    """Optional overrides of the chunk planner (see ``lake.chunking``)."""
+
+    inner_chunk_mb: float = Field(2.0, gt=0.05, le=64)
+    """Target uncompressed size of a reader's unit (one inner chunk)."""
+    shard_mb: float = Field(128.0, ge=1, le=2048)
+    """Upper bound on the uncompressed size of a shard; also a worker task's working set."""
+    timeseries_time: int | None = Field(None, ge=1)
+    """Time steps per inner chunk of the time-series layout (default: planned)."""
+    maps_time_per_shard: int | None = Field(None, ge=1)
+    """Time steps per shard of the maps layout (default: planned)."""
+
+
+class CubeSource(_Model):
+    """A set of NetCDF files forming one cube along time."""
+
+    netcdf: str | list[str]
+    """A glob, a list of paths/globs, or fsspec URLs (``s3://bucket/*.nc``)."""
+    layouts: list[Layout] = Field(default_factory=lambda: ["maps", "timeseries"], min_length=1)
+    variables: list[str] | None = None
+    """Keep only these data variables (default: all)."""
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    """fsspec options for reading the sources (never written to the lake)."""
+    chunking: Chunking = Field(default_factory=Chunking)
+
+    @field_validator("layouts")
+    @classmethod
+    def _unique_layouts(cls, value: list[Layout]) -> list[Layout]:
+        if len(set(value)) != len(value):
+            raise ValueError("each layout may appear once")
+        return value
+
+    @property
+    def patterns(self) -> list[str]:
+        return [self.netcdf] if isinstance(self.netcdf, str) else list(self.netcdf)
+
+
+class Dataset(_Model):
+    id: DatasetId
+    cube: CubeSource
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Descriptive metadata (title, licence, providers, DOI, keywords) for the catalogue."""
+
+
+class Spec(_Model):
+    root: str
+    """Target root: a local folder or any fsspec URL (``s3://bucket/prefix``)."""
+    title: str = "Marine data lake"
+    description: str = ""
+    public_url: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    """fsspec options for the target root, e.g. ``{endpoint_url: ...}``; never published."""
+    datasets: list[Dataset] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Spec:
+        seen: dict[str, str] = {}
+        for ds in self.datasets:
+            key = ds.id.lower()
+            if key in seen:
+                raise ValueError(f"dataset id {ds.id!r} is used twice")
+            seen[key] = ds.id
+        return self
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        for ds in self.datasets:
+            if ds.id == dataset_id:
+                return ds
+        known = ", ".join(d.id for d in self.datasets)
+        raise SpecError(
+            f"--only {dataset_id}", "no dataset has this id", f"use one of: {known}"
+        )
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _resolve(path: str, base: Path) -> str:
+    if is_local(path) and not os.path.isabs(path.removeprefix("file://")):
+        return str((base / path.removeprefix("file://")).resolve())
+    return path
+
+
+def parse_spec(data: Any, source: str, base_dir: Path) -> Spec:
+    """Validate a parsed YAML document; relative local paths are taken from ``base_dir``."""
+    if not isinstance(data, dict):
+        raise SpecError(source, "the spec must be a YAML mapping", "see examples/ for the shape")
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{_location(e['loc'])}: {redact(e['msg'])}" for e in exc.errors()]
+        raise SpecError(
+            source,
+            "invalid spec: " + "; ".join(lines),
+            "correct the field(s) named above (see examples/ for a valid spec)",
+        ) from None
+    datasets = [
+        ds.model_copy(
+            update={
+                "cube": ds.cube.model_copy(
+                    update={"netcdf": [_resolve(p, base_dir) for p in ds.cube.patterns]}
+                )
+            }
+        )
+        for ds in spec.datasets
+    ]
+    return spec.model_copy(update={"root": _resolve(spec.root, base_dir), "datasets": datasets})
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate the spec file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(
+            str(path), f"cannot be read ({exc.strerror or exc})", "check the path to the spec"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(
+            str(path), f"is not valid YAML{where}", "fix the YAML syntax there"
+        ) from None
+    return parse_spec(data, str(path), path.parent.resolve())

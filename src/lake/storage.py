@@ -1,0 +1,125 @@
+"""The storage root: any fsspec URL (local folder, ``s3://``, ...), and Zarr stores inside it.
+
+Credentials come from the usual chains (environment, profiles, instance roles) or from
+``storage_options``; neither is ever printed: :func:`redact` strips them from any text that
+may reach a log or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from lake.errors import TargetError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from fsspec.spec import AbstractFileSystem
+    from zarr.abc.store import Store
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_SECRET_KEYS = ("secret", "password", "token", "key", "credential", "session")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove user-info from URLs and any of ``secrets`` from ``text``."""
+    out = _USERINFO.sub(r"\g<scheme>***@", text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            out = out.replace(secret, "***")
+    return out
+
+
+def secret_values(options: Mapping[str, Any]) -> list[str]:
+    """The string values of ``options`` (nested) whose key looks like a credential."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            found.extend(secret_values(value))
+        elif isinstance(value, str) and any(s in key.lower() for s in _SECRET_KEYS):
+            found.append(value)
+    return found
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+@dataclass(frozen=True)
+class Root:
+    """A folder or bucket prefix that holds a lake.
+
+    ``storage_options`` are passed to fsspec and kept out of ``repr`` and messages.
+    """
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        url = self.url.rstrip("/") if self.url not in ("/", "") else self.url
+        if is_local(url):
+            url = os.path.abspath(url.removeprefix("file://"))
+        object.__setattr__(self, "url", url)
+
+    @property
+    def display(self) -> str:
+        return redact(self.url, secret_values(self.storage_options))
+
+    @property
+    def local(self) -> bool:
+        return is_local(self.url)
+
+    def fs(self) -> AbstractFileSystem:
+        fs, _ = url_to_fs(self.url, **self.storage_options)
+        return fs
+
+    def path(self, *parts: str) -> str:
+        """The filesystem path (no scheme) of ``parts`` below the root."""
+        _, base = url_to_fs(self.url, **self.storage_options)
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+    def child(self, *parts: str) -> Root:
+        return Root("/".join([self.url, *(p.strip("/") for p in parts)]), self.storage_options)
+
+    def zarr_store(self, *parts: str, read_only: bool = False) -> Store:
+        """A Zarr v3 store at ``parts`` below the root."""
+        from zarr.storage import FsspecStore, LocalStore
+
+        if self.local:
+            return LocalStore(self.path(*parts), read_only=read_only)
+        url = "/".join([self.url, *(p.strip("/") for p in parts)])
+        return FsspecStore.from_url(url, storage_options=self.storage_options, read_only=read_only)
+
+    def exists(self, *parts: str) -> bool:
+        return bool(self.fs().exists(self.path(*parts)))
+
+    def check_writable(self) -> None:
+        """Write and remove a probe object; raise :class:`TargetError` if that fails."""
+        fs = self.fs()
+        probe = self.path(f".lake-write-probe-{uuid.uuid4().hex}")
+        try:
+            if self.local:
+                fs.makedirs(self.path(), exist_ok=True)
+            with fs.open(probe, "wb") as handle:
+                handle.write(b"probe")
+            fs.rm(probe)
+        except Exception as exc:
+            raise TargetError(
+                f"target root {self.display}",
+                f"cannot be written ({type(exc).__name__}: "
+                f"{redact(str(exc), secret_values(self.storage_options))})",
+                "point `root` at a folder or bucket you can write to, and check that the "
+                "bucket exists and your credentials allow PutObject and DeleteObject",
+            ) from None
+
+
+def open_file(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """Open ``url`` for binary reading through fsspec."""
+    return fsspec.open(url, "rb", **(storage_options or {})).open()
