@@ -1,7 +1,8 @@
 """Chunk and shard shapes for the two cube layouts (the ARCO scheme of Copernicus Marine).
 
-* ``maps``: an inner chunk is one time step and one depth level over a spatial tile; a shard
-  holds many time steps over the whole map. One day's map costs a few range requests.
+* ``maps``: an inner chunk is one time step and one depth level over a spatial tile (several
+  time steps when a map is tiny); a shard holds many time steps over the whole map. One
+  day's map costs a few range requests.
 * ``timeseries``: an inner chunk is a long run of time steps over a small spatial tile; a
   shard holds one such time block over a larger spatial tile. One point's full series costs
   one range request per time block.
@@ -88,9 +89,14 @@ def plan_chunks(
         per_step = itemsize * math.prod(maps_shard)
         depth = max(size.get("depth", 1), 1)
         depth_shard = max(1, min(depth, int(shard_bytes // per_step)))
+        # A map smaller than a quarter of the reader's unit (a station, a tiny grid) takes
+        # several time steps per inner chunk, so objects stay few and reads efficient.
+        step_bytes = itemsize * math.prod(ts_shard)
+        time_inner = max(1, min(t_block, int(inner_bytes / 4 // step_bytes)))
         time_shard = chunking.maps_time_per_shard or max(
             1, min(MAX_MAPS_TIME_PER_SHARD, int(shard_bytes // (per_step * depth_shard)))
         )
-        chunk = {"time": 1, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
+        time_shard = max(time_inner, time_shard // time_inner * time_inner)
+        chunk = {"time": time_inner, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
         shard = {"time": time_shard, "depth": depth_shard, **dict(zip(space, maps_shard, strict=True))}
     return ChunkPlan(tuple(chunk[d] for d in dims), tuple(shard[d] for d in dims))

@@ -1,0 +1,100 @@
+"""Generated, realistic CF NetCDF files: a Copernicus-like daily gridded product.
+
+Used by the tests, the benchmarks and the demo; no real data is copied into the project.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+
+
+def write_daily_product(
+    folder: str | Path,
+    start: str = "2024-01-01",
+    days: int = 10,
+    ny: int = 120,
+    nx: int = 180,
+    depths: int = 1,
+    packed: bool = True,
+    prefix: str = "thetao",
+    seed: int = 0,
+) -> list[Path]:
+    """Write one zlib-compressed NetCDF4 file per day; return their paths.
+
+    Potential temperature ``thetao(time, depth, latitude, longitude)`` on a regular
+    1/12° grid in the North-East Atlantic, with land (fill values) and a seasonal signal;
+    packed as int16 with ``scale_factor``/``add_offset`` like Copernicus Marine files, or
+    float32 with a ``_FillValue`` when ``packed`` is false.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lat = (40.0 + np.arange(ny) / 12).astype("float32")
+    lon = (-20.0 + np.arange(nx) / 12).astype("float32")
+    depth = np.array([0.494, 1.541, 2.646, 3.819, 5.078, 6.441, 7.930, 9.573][:depths] or [0.494])
+    depth = np.concatenate([depth, 10.0 + 5.0 * np.arange(max(0, depths - len(depth)))])
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    land = (xx - nx * 0.8) ** 2 + (yy - ny * 0.3) ** 2 < (min(nx, ny) * 0.2) ** 2
+    base = 18.0 - 8.0 * (yy / max(ny - 1, 1)) + 0.5 * np.sin(xx / 7.0)
+    epoch = pd.Timestamp("1950-01-01")
+    paths = []
+    for day in pd.date_range(start, periods=days, freq="D"):
+        path = folder / f"{prefix}_{day:%Y%m%d}.nc"
+        season = 3.0 * np.sin(2 * np.pi * (day.day_of_year - 100) / 365.25)
+        with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+            nc.Conventions = "CF-1.8"
+            nc.title = "Synthetic daily potential temperature (IBI-like)"
+            nc.institution = "marine-lake sample generator"
+            nc.createDimension("time", None)
+            nc.createDimension("depth", len(depth))
+            nc.createDimension("latitude", ny)
+            nc.createDimension("longitude", nx)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units, t.calendar, t.standard_name, t.axis = (
+                "hours since 1950-01-01", "gregorian", "time", "T"
+            )  # fmt: skip
+            t[:] = [(day - epoch) / pd.Timedelta(hours=1)]
+            d = nc.createVariable("depth", "f4", ("depth",))
+            d.units, d.standard_name, d.positive, d.axis = "m", "depth", "down", "Z"
+            d[:] = depth
+            la = nc.createVariable("latitude", "f4", ("latitude",))
+            la.units, la.standard_name, la.axis = "degrees_north", "latitude", "Y"
+            la[:] = lat
+            lo = nc.createVariable("longitude", "f4", ("longitude",))
+            lo.units, lo.standard_name, lo.axis = "degrees_east", "longitude", "X"
+            lo[:] = lon
+            field = (
+                base[None, :, :]
+                + season
+                - 0.05 * depth[:, None, None]
+                + rng.normal(0, 0.3, (len(depth), ny, nx))
+            )
+            field = np.where(land[None], np.nan, field)
+            if packed:
+                v = nc.createVariable(
+                    "thetao", "i2", ("time", "depth", "latitude", "longitude"),
+                    zlib=True, complevel=1, shuffle=True, fill_value=np.int16(-32767),
+                    chunksizes=(1, 1, ny, nx),
+                )  # fmt: skip
+                v.scale_factor = np.float32(0.001)
+                v.add_offset = np.float32(10.0)
+            else:
+                v = nc.createVariable(
+                    "thetao", "f4", ("time", "depth", "latitude", "longitude"),
+                    zlib=True, complevel=1, shuffle=True, fill_value=np.float32(1e20),
+                    chunksizes=(1, 1, ny, nx),
+                )  # fmt: skip
+            v.units, v.standard_name = "degrees_C", "sea_water_potential_temperature"
+            v.long_name = "Sea water potential temperature"
+            v.set_auto_maskandscale(False)
+            if packed:
+                raw = np.round((field - 10.0) / np.float32(0.001))
+                v[0] = np.where(np.isnan(field), -32767, raw).astype("int16")
+            else:
+                v[0] = np.where(np.isnan(field), np.float32(1e20), field).astype("float32")
+        paths.append(path)
+    return paths

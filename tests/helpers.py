@@ -1,0 +1,52 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from lake.sources.netcdf import _strings_to_unicode, normalise
+from lake.spec import parse_spec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lake.spec import Spec
+
+
+def spec_for(root: str, netcdf: Any, tmp: Path, **cube: Any) -> Spec:
+    data = {
+        "root": root,
+        "datasets": [{"id": "cube", "cube": {"netcdf": netcdf, **cube}}],
+    }
+    if "storage_options" in cube:
+        data["storage_options"] = cube["storage_options"]
+    return parse_spec(data, "test-spec.yaml", tmp)
+
+
+def decoded_source(*paths: Any) -> xr.Dataset:
+    """What xarray decodes from the source files, names normalised like the cube."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [_strings_to_unicode(normalise(xr.open_dataset(p))).load() for p in paths]
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="time", data_vars="minimal",
+                                                      coords="minimal", compat="override",
+                                                      join="override", combine_attrs="override")
+
+
+def open_cube(url: str, **kwargs: Any) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        return xr.open_zarr(url, **kwargs).load()
+
+
+def assert_same(cube: xr.Dataset, source: xr.Dataset) -> None:
+    """Values (NaN-aware, bit for bit), coordinates and attributes all equal."""
+    xr.testing.assert_identical(cube, source)
+    for name, var in source.variables.items():
+        if var.dtype.kind == "f":
+            a, b = np.asarray(cube[name].values), np.asarray(var.values)
+            assert np.array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}")), name
