@@ -3,7 +3,9 @@
 Values are read *raw* (packed integers stay packed, fill values stay in place) and the CF
 attributes that decode them (``scale_factor``, ``add_offset``, ``_FillValue``,
 ``missing_value``) travel with them, so a cube decodes with exactly xarray's arithmetic on the
-source: bit for bit, at the source's size. Only time is decoded here, because it is re-encoded
+source: bit for bit, at the source's size. The one exception is packing with float32
+attributes, which JSON cannot carry: those variables are stored decoded (see
+:func:`_unpack_float32_packing`). Only time is decoded here, because it is re-encoded
 as integers with the cube's own units (see :func:`choose_time_units`).
 
 Coordinates are normalised to ``time``, ``depth``, ``latitude`` and ``longitude`` (found by
@@ -156,7 +158,33 @@ def open_netcdf(url: str, storage_options: Mapping[str, Any] | None = None) -> x
             f"({type(exc).__name__}: {redact(str(exc))})",
             _NETCDF_FIX,
         ) from None
-    return _strings_to_unicode(normalise(ds))
+    return _unpack_float32_packing(_strings_to_unicode(normalise(ds)))
+
+
+def _float32_packed(var: xr.Variable) -> bool:
+    return any(
+        k in var.attrs and np.asarray(var.attrs[k]).dtype == np.float32
+        for k in ("scale_factor", "add_offset")
+    )
+
+
+def _unpack_float32_packing(ds: xr.Dataset) -> xr.Dataset:
+    """Decode variables packed with float32 ``scale_factor``/``add_offset``.
+
+    xarray decodes those to float32. Zarr attributes are JSON, where the float32 type of the
+    packing attributes is lost, so a packed copy would decode to float64 with different
+    values. These variables are therefore stored decoded (float32, NaN for missing), which
+    keeps the promise that the cube decodes to exactly the source's values.
+    """
+    for name, var in ds.variables.items():
+        if _float32_packed(var):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=xr.SerializationWarning)
+                decoded = xr.conventions.decode_cf_variable(
+                    str(name), var, mask_and_scale=True, decode_times=False
+                )
+            ds[name] = decoded
+    return ds
 
 
 def expand_sources(patterns: Sequence[str], storage_options: Mapping[str, Any]) -> list[str]:

@@ -1,0 +1,123 @@
+"""Daily files appended over several runs: only new steps are written, reruns write nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from helpers import assert_same, decoded_source, open_cube, spec_for
+from lake.flows.cubes import build_cube
+from lake.samples import write_daily_product
+from lake.storage import Root
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from distributed import Client
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.distributed
+def test_appends_in_several_runs(tmp_path: Path, client: Client) -> None:
+    src = tmp_path / "src"
+    files = write_daily_product(src, start="2024-01-01", days=12, ny=60, nx=80)
+    chunking = {"maps_time_per_shard": 4, "timeseries_time": 8, "inner_chunk_mb": 0.06}
+    spec = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path, chunking=chunking)
+    root, dataset = Root(spec.root), spec.datasets[0]
+    staging = tmp_path / "staging"
+    staging.mkdir()
+
+    # Run 1: 5 days; run 2: +4 days (crossing shard boundaries); run 3: +3 days.
+    for batch in (files[:5], files[5:9], files[9:]):
+        for f in batch:
+            os.link(f, staging / f.name)
+        spec_run = spec_for(spec.root, str(staging / "*.nc"), tmp_path, chunking=chunking)
+        before = _snapshot(tmp_path / "lake")
+        result = build_cube(client, root, spec_run.datasets[0])
+        assert result.added == {"maps": len(batch), "timeseries": len(batch)}
+        after = _snapshot(tmp_path / "lake")
+        # Only shards holding new steps were (re)written: at most the last partial one before.
+        first_new = result.ntime - len(batch)
+        for layout in ("maps", "timeseries"):
+            meta = json.loads((tmp_path / f"lake/cube/{layout}.zarr/thetao/zarr.json").read_text())
+            steps = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
+            prefix = f"cube/{layout}.zarr/thetao/c/"
+            kept = [k for k in before if k.startswith(prefix) and int(k.split("/")[4]) < first_new // steps]
+            for key in kept:
+                assert after[key] == before[key], f"{key} was rewritten"
+            if layout == "maps" and first_new >= 4:
+                assert kept, "the test should cover shards that must stay untouched"
+        expected = decoded_source(*sorted(staging.glob("*.nc")))
+        for layout in ("maps", "timeseries"):
+            assert_same(open_cube(str(tmp_path / "lake" / "cube" / f"{layout}.zarr")), expected)
+
+    # Run 4: no new file: nothing is written at all.
+    before = _snapshot(tmp_path / "lake")
+    result = build_cube(client, root, dataset)
+    assert result.added == {}
+    assert _snapshot(tmp_path / "lake") == before
+
+
+@pytest.mark.distributed
+def test_interrupted_layout_is_completed(tmp_path: Path, client: Client) -> None:
+    """A build that published maps but died before timeseries is completed by the next run."""
+    import shutil
+
+    src = tmp_path / "src"
+    write_daily_product(src, days=6, ny=30, nx=40)
+    spec = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
+    build_cube(client, Root(spec.root), spec.datasets[0])
+    saved = tmp_path / "ts-first3"
+    # Simulate: timeseries published with 3 steps only (an older publish), maps with 6.
+    only3 = spec_for(str(tmp_path / "old"), sorted(map(str, src.glob("*.nc")))[:3], tmp_path)
+    build_cube(client, Root(only3.root), only3.datasets[0])
+    shutil.rmtree(tmp_path / "lake/cube/timeseries.zarr")
+    shutil.copytree(tmp_path / "old/cube/timeseries.zarr", tmp_path / "lake/cube/timeseries.zarr")
+    del saved
+    result = build_cube(client, Root(spec.root), spec.datasets[0])
+    assert result.added == {"timeseries": 3}
+    ts = open_cube(str(tmp_path / "lake/cube/timeseries.zarr"))
+    maps = open_cube(str(tmp_path / "lake/cube/maps.zarr"))
+    assert ts.sizes["time"] == 6
+    assert_same(ts, maps)
+
+
+@pytest.mark.distributed
+def test_unpublished_chunks_are_invisible(tmp_path: Path, client: Client) -> None:
+    """Chunks written past the published shape (a killed build) do not change what readers see."""
+    from lake.cubeplan import plan_cube
+    from lake.flows.cubes import _gather, submit_writes
+    from lake.sources.netcdf import scan_file
+
+    src = tmp_path / "src"
+    files = write_daily_product(src, days=6, ny=30, nx=40)
+    spec3 = spec_for(str(tmp_path / "lake"), [str(f) for f in files[:3]], tmp_path)
+    build_cube(client, Root(spec3.root), spec3.datasets[0])
+    published = open_cube(str(tmp_path / "lake/cube/maps.zarr"))
+
+    spec6 = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
+    infos = [scan_file(str(f)) for f in files]
+    plan = plan_cube(Root(spec6.root), spec6.datasets[0], infos)
+    _gather(client, submit_writes(client, plan, {}), "write", lambda *a: None)
+    # Killed here: data written, metadata not published.
+    after = open_cube(str(tmp_path / "lake/cube/maps.zarr"))
+    assert after.sizes["time"] == 3
+    assert_same(after, published)
+    # The next run completes the work.
+    result = build_cube(client, Root(spec6.root), spec6.datasets[0])
+    assert result.added == {"maps": 3, "timeseries": 3}
+    assert np.array_equal(
+        open_cube(str(tmp_path / "lake/cube/maps.zarr"))["time"].values,
+        decoded_source(*files)["time"].values,
+    )
