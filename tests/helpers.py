@@ -32,9 +32,19 @@ def decoded_source(*paths: Any) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parts = [_strings_to_unicode(normalise(xr.open_dataset(p))).load() for p in paths]
-    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="time", data_vars="minimal",
-                                                      coords="minimal", compat="override",
-                                                      join="override", combine_attrs="override")
+    return (
+        parts[0]
+        if len(parts) == 1
+        else xr.concat(
+            parts,
+            dim="time",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="override",
+            combine_attrs="override",
+        )
+    )
 
 
 def open_cube(url: str, **kwargs: Any) -> xr.Dataset:

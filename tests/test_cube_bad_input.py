@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import netCDF4
 import pytest
+from helpers import open_cube
 from typer.testing import CliRunner
 
-from helpers import open_cube
 from lake.errors import ExitCode
 from lake.flows.cli import app
 from lake.samples import write_daily_product
@@ -132,7 +132,7 @@ def test_read_only_target(published: tuple[Path, Path], tmp_path: Path, client: 
     write_daily_product(src, start="2024-03-04", days=1, ny=20, nx=30)
     root.chmod(0o555)
     try:
-        code, output = _build(_spec(tmp_path, root, str(src / "*.nc")), client)
+        code, _ = _build(_spec(tmp_path, root, str(src / "*.nc")), client)
     finally:
         root.chmod(0o755)
     assert code == ExitCode.TARGET
@@ -141,7 +141,9 @@ def test_read_only_target(published: tuple[Path, Path], tmp_path: Path, client: 
 
 def test_invalid_spec_names_file_and_field(tmp_path: Path, client: Client) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text("root: ./x\ndatasets:\n  - id: Bad Id\n    cube: {netcdf: a.nc, layouts: [maps, cubes]}\n")
+    spec.write_text(
+        "root: ./x\ndatasets:\n  - id: Bad Id\n    cube: {netcdf: a.nc, layouts: [maps, cubes]}\n"
+    )
     code, output = _build(spec, client)
     assert code == ExitCode.SPEC
     assert "bad.yaml" in output

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-
 from helpers import assert_same, decoded_source, open_cube, spec_for
+
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root
@@ -53,7 +53,11 @@ def test_appends_in_several_runs(tmp_path: Path, client: Client) -> None:
             meta = json.loads((tmp_path / f"lake/cube/{layout}.zarr/thetao/zarr.json").read_text())
             steps = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
             prefix = f"cube/{layout}.zarr/thetao/c/"
-            kept = [k for k in before if k.startswith(prefix) and int(k.split("/")[4]) < first_new // steps]
+            kept = [
+                k
+                for k in before
+                if k.startswith(prefix) and int(k.split("/")[4]) < first_new // steps
+            ]
             for key in kept:
                 assert after[key] == before[key], f"{key} was rewritten"
             if layout == "maps" and first_new >= 4:

@@ -20,5 +20,7 @@ def test_format_layer_imports_neither_stac_nor_flows() -> None:
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.startswith(("lake.stac", "lake.flows"))]
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.startswith(("lake.stac", "lake.flows"))
+            ]
     assert offenders == []

@@ -45,8 +45,13 @@ def test_unsafe_dataset_ids(tmp_path: Path, dataset_id: str, fragment: str) -> N
 
 
 def test_duplicate_ids_and_unknown_fields(tmp_path: Path) -> None:
-    data = {"root": "x", "datasets": [{"id": "a", "cube": {"netcdf": "a"}},
-                                      {"id": "a", "cube": {"netcdf": "b", "colour": 1}}]}  # fmt: skip
+    data = {
+        "root": "x",
+        "datasets": [
+            {"id": "a", "cube": {"netcdf": "a"}},
+            {"id": "a", "cube": {"netcdf": "b", "colour": 1}},
+        ],
+    }
     with pytest.raises(SpecError) as info:
         parse_spec(data, "s.yaml", tmp_path)
     assert "datasets[1].cube.colour" in str(info.value)

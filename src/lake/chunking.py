@@ -98,5 +98,9 @@ def plan_chunks(
         )
         time_shard = max(time_inner, time_shard // time_inner * time_inner)
         chunk = {"time": time_inner, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
-        shard = {"time": time_shard, "depth": depth_shard, **dict(zip(space, maps_shard, strict=True))}
+        shard = {
+            "time": time_shard,
+            "depth": depth_shard,
+            **dict(zip(space, maps_shard, strict=True)),
+        }
     return ChunkPlan(tuple(chunk[d] for d in dims), tuple(shard[d] for d in dims))

@@ -66,7 +66,7 @@ class ArrayRef:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.metadata["shape"])
 
-    def open(self) -> zarr.Array:
+    def open(self) -> zarr.Array[Any]:
         from zarr.core.array import AsyncArray
         from zarr.core.metadata import ArrayV3Metadata
         from zarr.storage import StorePath
@@ -175,7 +175,9 @@ def build_template(
         var.encoding = {}
     for name, schema in index.variables.items():
         src = first.variables[name]
-        shape = tuple(len(times) if d == "time" else n for d, n in zip(schema.dims, schema.shape, strict=True))
+        shape = tuple(
+            len(times) if d == "time" else n for d, n in zip(schema.dims, schema.shape, strict=True)
+        )
         dtype = src.dtype
         plan: ChunkPlan = plan_chunks(schema.dims, shape, max(dtype.itemsize, 1), layout, chunking)  # type: ignore[arg-type]
         if dtype.kind == "T":
@@ -204,7 +206,9 @@ def _plain_encoding(var: xr.Variable) -> dict[str, Any]:
     return enc
 
 
-def render_layout(template: xr.Dataset, encoding: Mapping[str, Mapping[str, Any]]) -> dict[str, bytes]:
+def render_layout(
+    template: xr.Dataset, encoding: Mapping[str, Mapping[str, Any]]
+) -> dict[str, bytes]:
     """Every document and small array of a layout, rendered in memory by xarray."""
     from zarr.storage import MemoryStore
 
@@ -249,6 +253,7 @@ class Published:
 def read_published(root: Root, group: str) -> Published | None:
     """The published state of ``group``, or ``None`` if nothing is published there."""
     fs = root.fs()
+    fs.invalidate_cache()
     doc_path = root.path(group, GROUP_DOC)
     if not fs.exists(doc_path):
         return None

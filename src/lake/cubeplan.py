@@ -40,7 +40,7 @@ from lake.sources.netcdf import (
 from lake.storage import redact
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from lake.spec import Dataset
     from lake.storage import Root
@@ -84,7 +84,7 @@ def _calendar(name: str) -> str:
 
 def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePlan:
     cube = dataset.cube
-    published = {
+    published: dict[str, Published | None] = {
         layout: read_published(root, layout_group(dataset.id, layout)) for layout in cube.layouts
     }
     base = _most_advanced(dataset.id, published)
@@ -172,12 +172,10 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
             )
     finally:
         first.close()
-    return CubePlan(
-        dataset.id, len(infos), tuple(i.url for i in new), index, ntime, works
-    )
+    return CubePlan(dataset.id, len(infos), tuple(i.url for i in new), index, ntime, works)
 
 
-def _most_advanced(dataset_id: str, published: dict[str, Published | None]) -> Published | None:
+def _most_advanced(dataset_id: str, published: Mapping[str, Published | None]) -> Published | None:
     present = [p for p in published.values() if p is not None]
     if not present:
         return None

@@ -39,6 +39,7 @@ def _check_dataset_id(value: str) -> str:
 
 DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]
 Layout = Literal["maps", "timeseries"]
+_ALL_LAYOUTS: tuple[Layout, ...] = ("maps", "timeseries")
 
 
 class _Model(BaseModel):
@@ -63,7 +64,7 @@ class CubeSource(_Model):
 
     netcdf: str | list[str]
     """A glob, a list of paths/globs, or fsspec URLs (``s3://bucket/*.nc``)."""
-    layouts: list[Layout] = Field(default_factory=lambda: ["maps", "timeseries"], min_length=1)
+    layouts: list[Layout] = Field(default_factory=lambda: list(_ALL_LAYOUTS), min_length=1)
     variables: list[str] | None = None
     """Keep only these data variables (default: all)."""
     storage_options: dict[str, Any] = Field(default_factory=dict)
@@ -114,9 +115,7 @@ class Spec(_Model):
             if ds.id == dataset_id:
                 return ds
         known = ", ".join(d.id for d in self.datasets)
-        raise SpecError(
-            f"--only {dataset_id}", "no dataset has this id", f"use one of: {known}"
-        )
+        raise SpecError(f"--only {dataset_id}", "no dataset has this id", f"use one of: {known}")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

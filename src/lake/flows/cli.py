@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from lake.errors import ExitCode, LakeError
@@ -50,7 +57,8 @@ def build(
         typer.Option(help="Address of an existing Dask scheduler (default: a local cluster)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Workers of the local cluster (default: one per core).")
+        int | None,
+        typer.Option(min=1, help="Workers of the local cluster (default: one per core)."),
     ] = None,
 ) -> None:
     """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
@@ -75,7 +83,7 @@ def build(
                 transient=not err.is_terminal,
             ) as bar,
         ):
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage not in tasks:

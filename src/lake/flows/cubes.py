@@ -41,7 +41,9 @@ def _quiet(stage: str, done: int, total: int) -> None:
     return None
 
 
-def _gather(client: Client, futures: list[Future], stage: str, progress: Progress) -> list[Any]:
+def _gather(
+    client: Client, futures: list[Future[Any]], stage: str, progress: Progress
+) -> list[Any]:
     total = len(futures)
     progress(stage, 0, total)
     for done, future in enumerate(as_completed(futures), 1):
@@ -56,12 +58,12 @@ def _gather(client: Client, futures: list[Future], stage: str, progress: Progres
 
 def submit_writes(
     client: Client, plan: CubePlan, storage_options: dict[str, Any]
-) -> list[Future]:
+) -> list[Future[Any]]:
     """One task per shard-aligned block; time-series blocks wait for the maps blocks they read."""
     assert plan.index is not None
     source_feed = NetcdfFeed(plan.index, storage_options)
-    futures: list[Future] = []
-    maps_blocks: dict[str, list[tuple[slice, Future]]] = {}
+    futures: list[Future[Any]] = []
+    maps_blocks: dict[str, list[tuple[slice, Future[Any]]]] = {}
     maps = next((w for w in plan.layouts if w.layout == "maps"), None)
     ordered = sorted(plan.layouts, key=lambda w: w.layout != "maps")
     for work in ordered:
@@ -71,7 +73,7 @@ def submit_writes(
         for name, target in work.targets.items():
             committed = work.committed.get(name)
             for region in block_regions(target, work.published_ntime):
-                deps: list[Future] = []
+                deps: list[Future[Any]] = []
                 if work.layout == "timeseries" and maps is not None:
                     t = region["time"]
                     deps = [

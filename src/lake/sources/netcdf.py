@@ -16,6 +16,7 @@ arrays become UTF-8 strings (Zarr v3 has no standard fixed-length bytes type).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,10 @@ def open_netcdf(url: str, storage_options: Mapping[str, Any] | None = None) -> x
         raise
     except FileNotFoundError:
         raise SourceError(redact(url), "does not exist", "check the path or glob") from None
+    except ImportError as exc:
+        raise SourceError(
+            redact(url), f"needs a reader that is not installed ({exc})", "pip install marine-lake"
+        ) from None
     except Exception as exc:
         raise SourceError(
             redact(url),
@@ -191,7 +196,9 @@ def expand_sources(patterns: Sequence[str], storage_options: Mapping[str, Any]) 
     """Expand globs and lists into a sorted list of unique file URLs."""
     found: set[str] = set()
     for pattern in patterns:
-        fs, _, paths = fsspec.get_fs_token_paths(pattern, **storage_options)
+        fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
+        fs.invalidate_cache()  # listings are cached per process; a rerun must see new files
+        paths = fs.glob(path) if fsspec.core.has_magic(path) else [path]
         protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
         for path in paths:
             found.add(path if protocol in ("file", "local") else f"{protocol}://{path}")
@@ -237,7 +244,9 @@ class FileInfo:
 
 
 def _packing(var: xr.Variable) -> tuple[tuple[str, str], ...]:
-    return tuple((k, repr(np.asarray(var.attrs[k]).tolist())) for k in PACKING_ATTRS if k in var.attrs)
+    return tuple(
+        (k, repr(np.asarray(var.attrs[k]).tolist())) for k in PACKING_ATTRS if k in var.attrs
+    )
 
 
 def _time_fix(url: str) -> str:
@@ -248,7 +257,9 @@ def _time_fix(url: str) -> str:
 
 
 def scan_file(
-    url: str, storage_options: Mapping[str, Any] | None = None, variables: Sequence[str] | None = None
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    variables: Sequence[str] | None = None,
 ) -> FileInfo:
     """Open ``url`` and record its times, variable schema and static-variable digests."""
     ds = open_netcdf(url, storage_options)
@@ -284,14 +295,16 @@ def scan_file(
         selected = set(variables) if variables else None
         schema: dict[str, VariableSchema] = {}
         statics: dict[str, str] = {}
-        for name, var in ds.variables.items():
-            name = str(name)
+        for key, var in ds.variables.items():
+            name = str(key)
             if name == "time":
                 continue
             if "time" in var.dims:
                 if selected is not None and name not in selected and name not in ds.coords:
                     continue
-                shape = tuple(0 if d == "time" else n for d, n in zip(var.dims, var.shape, strict=True))
+                shape = tuple(
+                    0 if d == "time" else n for d, n in zip(var.dims, var.shape, strict=True)
+                )
                 schema[name] = VariableSchema(
                     tuple(map(str, var.dims)), shape, str(var.dtype), _packing(var)
                 )
@@ -354,7 +367,7 @@ def index_sources(infos: Sequence[FileInfo], axis: np.ndarray | None = None) -> 
     ref = ordered[0]
     for info in ordered[1:]:
         _check_same_grid(ref, info)
-    for prev, cur in zip(ordered, ordered[1:], strict=False):
+    for prev, cur in itertools.pairwise(ordered):
         if cur.times[0] <= prev.times[-1]:
             shared = np.intersect1d(prev.times, cur.times)
             what = (
