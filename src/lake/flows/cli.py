@@ -109,6 +109,19 @@ def build(
     out.print(table)
 
 
+@app.command()
+def samples(
+    folder: Annotated[Path, typer.Argument(help="Where to write the files.")],
+    days: Annotated[int, typer.Option(min=1, help="Number of daily files.")] = 10,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2024-01-01",
+) -> None:
+    """Write a generated Copernicus-like daily NetCDF product to FOLDER (to try a build)."""
+    from lake.samples import write_daily_product
+
+    paths = write_daily_product(folder, start=start, days=days)
+    out.print(f"wrote {len(paths)} daily files to {folder}")
+
+
 def main() -> None:
     try:
         app()
