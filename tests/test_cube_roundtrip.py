@@ -61,3 +61,28 @@ def test_layout_metadata(tmp_path: Path, client: Client) -> None:
     time = json.loads((tmp_path / "lake/cube/maps.zarr/time/zarr.json").read_text())
     assert time["data_type"] == "int64"
     assert time["attributes"]["units"] == "hours since 1950-01-01"
+
+
+@pytest.mark.distributed
+def test_float32_packing_is_stored_decoded(tmp_path: Path, client: Client) -> None:
+    """float32 scale_factor/add_offset cannot survive JSON attributes: values are kept exact."""
+    import json
+
+    import netCDF4
+    import numpy as np
+
+    from lake.samples import write_daily_product
+
+    files = write_daily_product(tmp_path / "src", days=2, ny=20, nx=30)
+    for path in files:
+        with netCDF4.Dataset(path, "a") as nc:
+            nc["thetao"].scale_factor = np.float32(0.001)
+            nc["thetao"].add_offset = np.float32(10.0)
+    spec = spec_for(str(tmp_path / "lake"), str(tmp_path / "src" / "*.nc"), tmp_path)
+    build_cube(client, Root(spec.root), spec.datasets[0])
+    meta = json.loads((tmp_path / "lake/cube/maps.zarr/thetao/zarr.json").read_text())
+    assert meta["data_type"] == "float32"
+    assert "scale_factor" not in meta["attributes"]
+    expected = decoded_source(*files)
+    assert expected["thetao"].dtype == np.float32
+    assert_same(open_cube(str(tmp_path / "lake/cube/maps.zarr")), expected)

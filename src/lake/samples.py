@@ -80,8 +80,8 @@ def write_daily_product(
                     zlib=True, complevel=1, shuffle=True, fill_value=np.int16(-32767),
                     chunksizes=(1, 1, ny, nx),
                 )  # fmt: skip
-                v.scale_factor = np.float32(0.001)
-                v.add_offset = np.float32(10.0)
+                v.scale_factor = np.float64(0.001)  # float64, as Copernicus Marine packs
+                v.add_offset = np.float64(10.0)
             else:
                 v = nc.createVariable(
                     "thetao", "f4", ("time", "depth", "latitude", "longitude"),
@@ -92,7 +92,7 @@ def write_daily_product(
             v.long_name = "Sea water potential temperature"
             v.set_auto_maskandscale(False)
             if packed:
-                raw = np.round((field - 10.0) / np.float32(0.001))
+                raw = np.round((field - 10.0) / 0.001)
                 v[0] = np.where(np.isnan(field), -32767, raw).astype("int16")
             else:
                 v[0] = np.where(np.isnan(field), np.float32(1e20), field).astype("float32")

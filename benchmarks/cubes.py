@@ -1,0 +1,298 @@
+"""Benchmark: NetCDF -> Zarr v3 cubes, ours against the floor and what users write today.
+
+    python benchmarks/cubes.py                 # 2 GB and 4 GB source sets (about 15 minutes)
+    python benchmarks/cubes.py --sizes 2       # only the 2 GB set
+
+For each size, in the same run and on the same machine:
+
+* ``floor``: read and decode every source value once and compress it once with the codec
+  the cubes use, no write, on all cores: work no converter can avoid.
+* ``ours``: ``lake build`` writing both layouts (maps and timeseries).
+* ``mfdataset``: ``xr.open_mfdataset(files).to_zarr(...)``.
+* ``mfdataset_ts``: ``xr.open_mfdataset(files).chunk(<time-series chunks>).to_zarr(...)``.
+
+Each step runs in its own process tree; peak RSS is the sum over that tree (client,
+scheduler and workers), sampled every 0.1 s. Reads count the GET requests (whole or ranged)
+and bytes the Zarr store serves for (i) one point's full time series and (ii) one day's map.
+Results are printed as a table and written to ``benchmarks/results/cubes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+NY, NX = 1024, 1440  # 1/12 degree over 85 x 120 degrees: a regional Copernicus product
+DAYS_PER_GB = 365 / 2.15  # one float32 map is 5.9 MB
+TS_CHUNKS = {"time": 256, "depth": 1, "latitude": 32, "longitude": 64}
+STEP_TIMEOUT = 1800
+
+
+# --- steps (each runs in a child process) ----------------------------------------------------
+
+
+def _floor_file(path: str) -> tuple[int, int]:
+    import numcodecs
+    import xarray as xr
+
+    codec = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)
+    with xr.open_dataset(path) as ds:
+        values = ds["thetao"].values  # decoded: fill values masked to NaN
+    return values.nbytes, len(codec.encode(values))
+
+
+def step_floor(src: Path, out: Path) -> dict[str, Any]:
+    from multiprocessing import Pool
+
+    files = sorted(map(str, src.glob("*.nc")))
+    with Pool(os.cpu_count() or 1) as pool:
+        results = pool.map(_floor_file, files, chunksize=4)
+    return {"bytes": sum(r[0] for r in results), "compressed": sum(r[1] for r in results)}
+
+
+def step_ours(src: Path, out: Path) -> dict[str, Any]:
+    spec = out.parent / "spec.yaml"
+    spec.write_text(
+        f"root: {out}\ndatasets:\n  - id: bench\n    cube:\n      netcdf: '{src}/*.nc'\n"
+    )
+    lake = Path(sys.executable).parent / "lake"
+    subprocess.run([str(lake), "build", str(spec)], check=True, stdout=subprocess.DEVNULL)
+    return {}
+
+
+def _cluster() -> Any:
+    from distributed import Client, LocalCluster
+
+    n = os.cpu_count() or 1
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        memory_limit=int(psutil.virtual_memory().total * 0.8 / n),
+        dashboard_address=None,
+    )
+    return Client(cluster)
+
+
+def step_mfdataset(src: Path, out: Path, rechunk: bool = False) -> dict[str, Any]:
+    import xarray as xr
+
+    with _cluster():
+        ds = xr.open_mfdataset(sorted(src.glob("*.nc")), parallel=True)
+        if rechunk:
+            ds = ds.chunk(TS_CHUNKS)
+        for var in ds.variables.values():
+            var.encoding.pop("chunks", None)
+            var.encoding.pop("preferred_chunks", None)
+        ds.to_zarr(out, mode="w", zarr_format=3, consolidated=True)
+    return {}
+
+
+def step_mfdataset_ts(src: Path, out: Path) -> dict[str, Any]:
+    return step_mfdataset(src, out, rechunk=True)
+
+
+STEPS = {
+    "floor": step_floor,
+    "ours": step_ours,
+    "mfdataset": step_mfdataset,
+    "mfdataset_ts": step_mfdataset_ts,
+}
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def run_step(name: str, src: Path, out: Path) -> dict[str, Any]:
+    """Run one step in a child process; wall time and peak RSS of its whole process tree."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result_file = out.parent / f"{name}.result.json"
+    cmd = [sys.executable, __file__, "--step", name, "--src", str(src), "--out", str(out),
+           "--result", str(result_file)]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    status = "ok"
+    while proc.poll() is None:
+        try:
+            procs = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        if time.perf_counter() - started > STEP_TIMEOUT:
+            for p in [parent, *parent.children(recursive=True)]:
+                p.kill()
+            status = f"killed after {STEP_TIMEOUT} s"
+            break
+        time.sleep(0.1)
+    proc.wait()
+    seconds = time.perf_counter() - started
+    if status == "ok" and proc.returncode != 0:
+        status = f"failed (exit {proc.returncode})"
+    extra = json.loads(result_file.read_text()) if result_file.exists() else {}
+    return {"step": name, "status": status, "seconds": seconds, "peak_rss": peak, **extra}
+
+
+class CountingStore:
+    """Wraps a Zarr store and counts the GET requests and bytes it serves."""
+
+    def __new__(cls, inner: Any) -> Any:
+        from zarr.storage import WrapperStore
+
+        class _Counting(WrapperStore):  # type: ignore[type-arg]
+            gets = 0
+            nbytes = 0
+
+            async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+                buf = await self._store.get(key, prototype, byte_range)
+                type(self).gets += 1
+                type(self).nbytes += len(buf) if buf is not None else 0
+                return buf
+
+            async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
+                key_ranges = list(key_ranges)
+                bufs = await self._store.get_partial_values(prototype, key_ranges)
+                type(self).gets += len(key_ranges)
+                type(self).nbytes += sum(len(b) for b in bufs if b is not None)
+                return bufs
+
+        return _Counting(inner)
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def measure_reads(store_path: Path, ntime: int) -> dict[str, Any]:
+    """GETs and bytes to read one point's full series and one day's full map."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    total = _tree_bytes(store_path / "thetao")
+    out: dict[str, Any] = {"stored_bytes": total}
+    for what in ("point_series", "day_map"):
+        store = CountingStore(LocalStore(store_path, read_only=True))
+        array = zarr.open_group(store, mode="r")["thetao"]
+        type(store).gets = type(store).nbytes = 0
+        if what == "point_series":
+            array[:, 0, NY // 2, NX // 2]
+        else:
+            array[ntime // 2, 0, :, :]
+        out[what] = {
+            "gets": type(store).gets,
+            "bytes": type(store).nbytes,
+            "fraction": type(store).nbytes / total,
+        }
+    return out
+
+
+def _fmt(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1024
+    return str(n)
+
+
+def bench_size(gb: float, work: Path) -> dict[str, Any]:
+    from lake.samples import write_daily_product
+
+    days = round(gb * DAYS_PER_GB)
+    src = work / f"src-{days}d"
+    if len(list(src.glob("*.nc"))) != days:
+        shutil.rmtree(src, ignore_errors=True)
+        t = time.perf_counter()
+        write_daily_product(src, start="2020-01-01", days=days, ny=NY, nx=NX, packed=False)
+        print(f"generated {days} daily files in {time.perf_counter() - t:.0f} s", flush=True)
+    source_bytes = days * NY * NX * 4
+    on_disk = _tree_bytes(src)
+    rows = []
+    outs = {
+        "floor": work / "out" / "floor",
+        "ours": work / "out" / "ours",
+        "mfdataset": work / "out" / "mfdataset.zarr",
+        "mfdataset_ts": work / "out" / "mfdataset_ts.zarr",
+    }
+    for name, out in outs.items():
+        row = run_step(name, src, out)
+        row["mb_per_s"] = source_bytes / 1e6 / row["seconds"]
+        if row["status"] == "ok" and name != "floor":
+            if name == "ours":
+                row["reads"] = {
+                    layout: measure_reads(out / "bench" / f"{layout}.zarr", days)
+                    for layout in ("maps", "timeseries")
+                }
+            else:
+                row["reads"] = {"zarr": measure_reads(out, days)}
+            row["stored_bytes"] = _tree_bytes(out)
+        print(json.dumps({k: v for k, v in row.items() if k != "reads"}), flush=True)
+        rows.append(row)
+        if name != "ours":
+            shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(outs["ours"], ignore_errors=True)
+    return {"gb": gb, "days": days, "grid": [NY, NX], "source_bytes": source_bytes,
+            "source_on_disk": on_disk, "rows": rows}  # fmt: skip
+
+
+def print_table(result: dict[str, Any]) -> None:
+    floor = next(r for r in result["rows"] if r["step"] == "floor")["seconds"]
+    print(f"\n== {result['days']} daily files, {_fmt(result['source_bytes'])} uncompressed "
+          f"({_fmt(result['source_on_disk'])} zlib NetCDF4) ==")  # fmt: skip
+    print(f"{'step':<14}{'status':<10}{'wall s':>8}{'x floor':>9}{'MB/s':>8}{'peak RSS':>11}"
+          f"{'stored':>11}")  # fmt: skip
+    for r in result["rows"]:
+        print(f"{r['step']:<14}{r['status'][:9]:<10}{r['seconds']:>8.1f}{r['seconds'] / floor:>9.2f}"
+              f"{r['mb_per_s']:>8.0f}{_fmt(r['peak_rss']):>11}{_fmt(r.get('stored_bytes', 0)):>11}")  # fmt: skip
+    print(f"\n{'reads':<26}{'point series: GETs':>19}{'bytes':>11}{'% cube':>8}"
+          f"{'day map: GETs':>15}{'bytes':>11}{'% cube':>8}")  # fmt: skip
+    for r in result["rows"]:
+        for layout, m in r.get("reads", {}).items():
+            p, d = m["point_series"], m["day_map"]
+            print(f"{r['step'] + ' ' + layout:<26}{p['gets']:>19}{_fmt(p['bytes']):>11}"
+                  f"{100 * p['fraction']:>7.2f}%{d['gets']:>15}{_fmt(d['bytes']):>11}"
+                  f"{100 * d['fraction']:>7.2f}%")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2,4", help="source sizes in GB, comma-separated")
+    parser.add_argument("--workdir", default="/tmp/lake-bench-cubes")
+    parser.add_argument("--step", choices=sorted(STEPS))
+    parser.add_argument("--src")
+    parser.add_argument("--out")
+    parser.add_argument("--result")
+    args = parser.parse_args()
+    if args.step:
+        extra = STEPS[args.step](Path(args.src), Path(args.out))
+        Path(args.result).write_text(json.dumps(extra))
+        return
+    work = Path(args.workdir)
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory": psutil.virtual_memory().total,
+            "python": platform.python_version(),
+        },  # fmt: skip
+        "sizes": [bench_size(float(gb), work) for gb in args.sizes.split(",")],
+    }
+    for size in results["sizes"]:
+        print_table(size)
+    dest = HERE / "results" / "cubes.json"
+    dest.write_text(json.dumps(results, indent=1))
+    print(f"\nresults written to {dest}")
+
+
+if __name__ == "__main__":
+    main()
