@@ -11,8 +11,8 @@ The maps inner tile *is* the time-series shard tile, so building the time-series
 from the maps layout decompresses every maps chunk exactly once per time block, and a
 worker's working set is one shard (``shard_mb``), whatever the size of the cube.
 
-Spatial tiles are powers of two, or the whole extent when it fits, so shards are always
-whole multiples of inner chunks.
+Each spatial dimension is split into a power-of-two number of near-equal chunks, so shards
+are whole multiples of inner chunks and padding is at most a few elements per dimension.
 """
 
 from __future__ import annotations
@@ -37,22 +37,28 @@ class ChunkPlan:
     shards: tuple[int, ...]
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
-
-
 def fit_tile(extent: Sequence[int], max_elems: float) -> list[int]:
-    """The whole extent if it fits in ``max_elems``, else power-of-two tiles that do."""
-    if math.prod(extent) <= max_elems:
-        return list(extent)
-    tile = [_next_pow2(n) for n in extent]
+    """Split each dimension into a power-of-two number of near-equal chunks until they fit.
+
+    Chunks of ``ceil(extent / 2**k)`` cover the extent with at most ``2**k - 1`` elements of
+    padding, where power-of-two chunk *sizes* could pad a 1440-wide grid to 2048 (and Zarr
+    pays for every padded inner chunk).
+    """
+    counts = [1] * len(extent)
+    tile = [max(n, 1) for n in extent]
     while math.prod(tile) > max_elems and max(tile) > 1:
-        tile[tile.index(max(tile))] //= 2
+        i = tile.index(max(tile))
+        counts[i] *= 2
+        tile[i] = math.ceil(extent[i] / counts[i])
     return tile
 
 
 def grow_tile(tile: Sequence[int], extent: Sequence[int], max_elems: float) -> list[int]:
-    """Double ``tile`` (keeping multiples of it) towards ``extent`` while under ``max_elems``."""
+    """Double ``tile`` (keeping whole multiples of it) towards ``extent`` under ``max_elems``.
+
+    With tiles from :func:`fit_tile`, the number of chunks along each dimension is a power
+    of two, so doubled tiles divide it exactly: shards never hang past the last chunk.
+    """
     out = list(tile)
     while True:
         open_dims = [i for i, (t, n) in enumerate(zip(out, extent, strict=True)) if t < n]

@@ -304,7 +304,7 @@ def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
 
 
 def check_packing(published: Published, index: SourceIndex, group: str) -> None:
-    """New files must be packed like the published cube (same dtype and CF packing attrs)."""
+    """New files must hold the published variables, with the same dtype and CF packing."""
     for name, schema in index.variables.items():
         meta = published.arrays.get(name)
         if meta is None:
@@ -314,11 +314,17 @@ def check_packing(published: Published, index: SourceIndex, group: str) -> None:
                 "build it as a new dataset, or delete the cube to rebuild it",
             )
         attrs = meta.get("attributes", {})
-        ours = {k for k, _ in schema.packing if k != "_FillValue"}
-        theirs = {k for k in attrs if k in PACKING_ATTRS and k != "_FillValue"}
-        if ours != theirs:
+        ours = {k: v for k, v in schema.packing if k != "_FillValue"}
+        theirs = {
+            k: repr(np.asarray(attrs[k]).tolist())
+            for k in PACKING_ATTRS
+            if k in attrs and k != "_FillValue"
+        }
+        numeric = schema.dtype.startswith(("int", "uint", "float", "bool"))
+        if ours != theirs or (numeric and meta.get("data_type") != schema.dtype):
             raise SourceError(
                 index.files[0],
-                f"packs {name} with {sorted(ours)} but the published cube uses {sorted(theirs)}",
+                f"stores {name} as {schema.dtype} {ours} but the published cube {group} as "
+                f"{meta.get('data_type')} {theirs}",
                 "delete the cube to rebuild it with the new packing",
             )

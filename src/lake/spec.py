@@ -51,7 +51,7 @@ class Chunking(_Model):
 
     inner_chunk_mb: float = Field(2.0, gt=0.05, le=64)
     """Target uncompressed size of a reader's unit (one inner chunk)."""
-    shard_mb: float = Field(128.0, ge=1, le=2048)
+    shard_mb: float = Field(256.0, ge=1, le=2048)
     """Upper bound on the uncompressed size of a shard; also a worker task's working set."""
     timeseries_time: int | None = Field(None, ge=1)
     """Time steps per inner chunk of the time-series layout (default: planned)."""

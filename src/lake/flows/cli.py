@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from lake.errors import ExitCode, LakeError
-from lake.storage import Root, redact
+from lake.storage import Root, redact, secret_values
 
 app = typer.Typer(
     add_completion=False,
@@ -60,12 +60,14 @@ def build(
         int | None,
         typer.Option(min=1, help="Workers of the local cluster (default: one per core)."),
     ] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks of unexpected errors.")] = False,
 ) -> None:
     """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import build_cube
-    from lake.spec import load_spec
+    from lake.spec import Spec, load_spec
 
+    parsed: Spec | None = None
     try:
         parsed = load_spec(spec)
         datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
@@ -95,6 +97,18 @@ def build(
     except LakeError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(int(exc.exit_code)) from None
+    except Exception as exc:
+        if debug:
+            raise
+        secrets = secret_values(parsed.storage_options) if parsed else []
+        err.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: "
+            f"{redact(str(exc), secrets)}. Nothing was published by the failed step; "
+            "rerun with --debug for the traceback.",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     table = Table(title=f"lake build: {root.display}")
     for column in ("dataset", "files found", "files read", "bytes in", "size on storage",

@@ -491,14 +491,20 @@ def read_block(
     """Raw values of variable ``name`` for ``region`` (global time indices) from the files."""
     schema = index.variables[name]
     tslice = region["time"]
-    parts: list[np.ndarray] = []
+    axis = schema.dims.index("time")
+    shape = [
+        len(range(*region[d].indices(n))) if d in region else n
+        for d, n in zip(schema.dims, schema.shape, strict=True)
+    ]
+    shape[axis] = tslice.stop - tslice.start
+    out: np.ndarray | None = None
     covered = 0
-    for url, lo, hi, _ in index.locate(tslice.start, tslice.stop):
+    for url, lo, hi, offset in index.locate(tslice.start, tslice.stop):
         ds = open_netcdf(url, storage_options)
         try:
             sel = {d: region[d] for d in schema.dims if d != "time" and d in region}
             sel["time"] = slice(lo, hi)
-            parts.append(np.asarray(ds.variables[name].isel(sel).values))
+            values = np.asarray(ds.variables[name].isel(sel).values)
         except Exception as exc:
             raise SourceError(
                 redact(url),
@@ -508,11 +514,16 @@ def read_block(
             ) from None
         finally:
             ds.close()
+        if out is None:  # the first file's (decoded) dtype is the block's
+            out = np.empty(shape, dtype=values.dtype)
+        target = [slice(None)] * len(shape)
+        target[axis] = slice(offset, offset + hi - lo)
+        out[tuple(target)] = values
         covered += hi - lo
-    if covered != tslice.stop - tslice.start:
+    if out is None or covered != tslice.stop - tslice.start:
         raise SourceError(
             f"time steps {tslice.start}..{tslice.stop}",
             "are not covered by the source files",
             "restore the missing source files or delete the cube to rebuild it",
         )
-    return np.concatenate(parts, axis=schema.dims.index("time"))
+    return out
