@@ -1,7 +1,7 @@
 """Benchmark: NetCDF -> Zarr v3 cubes, ours against the floor and what users write today.
 
-    python benchmarks/cubes.py                 # 2 GB and 4 GB source sets (about 15 minutes)
-    python benchmarks/cubes.py --sizes 2       # only the 2 GB set
+    python benchmarks/cubes.py                 # 2 GB and 4 GB source sets, 3 runs per step
+    python benchmarks/cubes.py --sizes 2 --repeat 1   # quicker: one 2 GB run per step
 
 For each size, in the same run and on the same machine:
 
@@ -206,7 +206,7 @@ def _fmt(n: float) -> str:
     return str(n)
 
 
-def bench_size(gb: float, work: Path) -> dict[str, Any]:
+def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
     from lake.samples import write_daily_product
 
     days = round(gb * DAYS_PER_GB)
@@ -226,7 +226,11 @@ def bench_size(gb: float, work: Path) -> dict[str, Any]:
         "mfdataset_ts": work / "out" / "mfdataset_ts.zarr",
     }
     for name, out in outs.items():
-        row = run_step(name, src, out)
+        runs = [run_step(name, src, out) for _ in range(repeat)]
+        runs.sort(key=lambda r: r["seconds"])
+        row = runs[len(runs) // 2]  # the median run
+        row["all_seconds"] = [r["seconds"] for r in runs]
+        row["peak_rss"] = max(r["peak_rss"] for r in runs)
         row["mb_per_s"] = source_bytes / 1e6 / row["seconds"]
         if row["status"] == "ok" and name != "floor":
             if name == "ours":
@@ -238,6 +242,8 @@ def bench_size(gb: float, work: Path) -> dict[str, Any]:
                 row["reads"] = {"zarr": measure_reads(out, days)}
             row["stored_bytes"] = _tree_bytes(out)
         print(json.dumps({k: v for k, v in row.items() if k != "reads"}), flush=True)
+        if row["status"] != "ok":
+            print(f"{name}: {row['status']}", flush=True)
         rows.append(row)
         if name != "ours":
             shutil.rmtree(out, ignore_errors=True)
@@ -269,6 +275,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2,4", help="source sizes in GB, comma-separated")
     parser.add_argument("--workdir", default="/tmp/lake-bench-cubes")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per step (median kept)")
     parser.add_argument("--step", choices=sorted(STEPS))
     parser.add_argument("--src")
     parser.add_argument("--out")
@@ -285,7 +292,7 @@ def main() -> None:
             "memory": psutil.virtual_memory().total,
             "python": platform.python_version(),
         },  # fmt: skip
-        "sizes": [bench_size(float(gb), work) for gb in args.sizes.split(",")],
+        "sizes": [bench_size(float(gb), work, args.repeat) for gb in args.sizes.split(",")],
     }
     for size in results["sizes"]:
         print_table(size)
