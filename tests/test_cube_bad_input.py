@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import netCDF4
 import pytest
-from helpers import open_cube
 from typer.testing import CliRunner
 
+from helpers import open_cube
 from lake.errors import ExitCode
 from lake.flows.cli import app
 from lake.samples import write_daily_product

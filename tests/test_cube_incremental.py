@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from helpers import assert_same, decoded_source, open_cube, spec_for
 
+from helpers import assert_same, decoded_source, open_cube, spec_for
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import assert_same, decoded_source, open_cube, spec_for
 
+from helpers import assert_same, decoded_source, open_cube, spec_for
 from lake.flows.cubes import build_cube
 from lake.storage import Root
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import s3fs
-from helpers import assert_same, decoded_source, spec_for
 
+from helpers import assert_same, decoded_source, spec_for
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root

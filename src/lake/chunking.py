@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from lake.spec import Chunking
 
 MB = 1024 * 1024
-DEFAULT_TIMESERIES_TIME = 256
+# 128 steps per time-series chunk: a daily append rewrites at most 127 earlier steps of the
+# last block, and a 10-year daily point series is 29 range requests.
+DEFAULT_TIMESERIES_TIME = 128
 MAX_MAPS_TIME_PER_SHARD = 1024
 
 

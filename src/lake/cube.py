@@ -45,8 +45,12 @@ GROUP_DOC = "zarr.json"
 
 
 def compressor() -> BloscCodec:
-    """zstd inside Blosc with byte shuffle: multithreaded, and far smaller for floats."""
-    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    """zstd (level 1) inside Blosc with byte shuffle.
+
+    Shuffle makes floats far smaller; on a real Copernicus current field level 1 compressed
+    4x faster than level 3 for 5% more bytes (measured), and decompression is as fast.
+    """
+    return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,17 @@ class ArrayRef:
 
     def open(self) -> zarr.Array[Any]:
         from zarr.core.array import AsyncArray
+        from zarr.core.array_spec import ArrayConfigParams
         from zarr.core.metadata import ArrayV3Metadata
         from zarr.storage import StorePath
 
         store = self.root.zarr_store(self.group)
         meta = ArrayV3Metadata.from_dict(dict(self.metadata))
-        return zarr.Array(AsyncArray(meta, StorePath(store, self.name)))
+        # Blocks are written whole: skip zarr's all-fill test of every inner chunk (a full
+        # extra pass over the data, 7% of a build's time, measured); an all-fill inner
+        # chunk compresses to a few bytes anyway.
+        config: ArrayConfigParams = {"write_empty_chunks": True}
+        return zarr.Array(AsyncArray(meta, StorePath(store, self.name), config=config))
 
 
 def _selection(dims: Sequence[str], region: Mapping[str, slice]) -> tuple[slice, ...]:
@@ -106,6 +115,19 @@ class ZarrFeed:
         return np.asarray(ref.open()[_selection(ref.dims, region)])
 
 
+def fast_codecs() -> dict[str, Any]:
+    """Zarr configuration for the Rust codec pipeline of ``zarrs``, when it is installed.
+
+    It encodes and decodes the same bytes as zarr-python's own pipeline with 40% less CPU
+    (measured on a maps shard), which is most of a build's cost.
+    """
+    try:
+        import zarrs  # noqa: F401
+    except ImportError:  # pragma: no cover - zarrs is a dependency; keep working without it
+        return {}
+    return {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
+
+
 def write_block(
     target: ArrayRef,
     region: Mapping[str, slice],
@@ -118,6 +140,17 @@ def write_block(
     Time steps before ``published_ntime`` come from the ``committed`` array (the last partial
     shard is rewritten whole, its published part unchanged); later ones from ``feed``.
     """
+    with zarr.config.set(fast_codecs()):
+        return _write_block(target, region, feed, committed, published_ntime)
+
+
+def _write_block(
+    target: ArrayRef,
+    region: Mapping[str, slice],
+    feed: Feed,
+    committed: ArrayRef | None,
+    published_ntime: int,
+) -> int:
     t = region["time"]
     axis = target.dims.index("time")
     parts = []

@@ -67,11 +67,16 @@ def write_daily_product(
             lo = nc.createVariable("longitude", "f4", ("longitude",))
             lo.units, lo.standard_name, lo.axis = "degrees_east", "longitude", "X"
             lo[:] = lon
+            # Mesoscale eddies drifting with time, and a little measurement-like noise: as
+            # smooth as a real analysis, so compression behaves as it does on real products.
+            k = (day - epoch).days
+            eddies = 0.8 * np.sin(xx / 23.0 + k / 9.0) * np.cos(yy / 17.0 - k / 13.0)
             field = (
                 base[None, :, :]
                 + season
+                + eddies[None, :, :]
                 - 0.05 * depth[:, None, None]
-                + rng.normal(0, 0.3, (len(depth), ny, nx))
+                + rng.normal(0, 0.02, (len(depth), ny, nx))
             )
             field = np.where(land[None], np.nan, field)
             if packed:

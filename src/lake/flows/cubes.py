@@ -11,7 +11,7 @@ from distributed import as_completed
 
 from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, write_block
 from lake.cubeplan import plan_cube
-from lake.sources.netcdf import expand_sources, scan_file
+from lake.sources.netcdf import expand_sources, scan_files
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -109,14 +109,19 @@ def build_cube(
     cube = dataset.cube
     result = CubeResult(dataset.id)
     urls = expand_sources(cube.patterns, cube.storage_options)
+    # A few batches per worker: thousands of one-file tasks would cost more to schedule
+    # than to run.
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    size = max(1, min(64, len(urls) // (4 * workers)))
+    batches = [urls[i : i + size] for i in range(0, len(urls), size)]
     scans = client.map(
-        scan_file,
-        urls,
+        scan_files,
+        batches,
         storage_options=cube.storage_options,
         variables=cube.variables,
         pure=False,
     )
-    infos = _gather(client, scans, f"{dataset.id}: scan", progress)
+    infos = [i for batch in _gather(client, scans, f"{dataset.id}: scan", progress) for i in batch]
     plan = plan_cube(root, dataset, infos)
     result.files_found = plan.files_found
     result.ntime = plan.ntime

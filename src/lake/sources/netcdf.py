@@ -87,6 +87,9 @@ def normalise(ds: xr.Dataset, indexes: bool = True) -> xr.Dataset:
         if var.ndim == 1 and var.dims[0] != canonical and canonical not in ds.dims:
             renames[str(var.dims[0])] = canonical
     out = ds.rename(renames)
+    for old, new in renames.items():
+        if new in out.variables and old in ds.variables:
+            out.variables[new].encoding["source_name"] = old
     for name in CANONICAL:
         if name in out.variables and name not in out.coords:
             out = out.set_coords(name)
@@ -236,6 +239,10 @@ class VariableSchema:
     shape: tuple[int, ...]  # with the time dimension's length set to 0
     dtype: str
     packing: tuple[tuple[str, str], ...]
+    source_name: str = field(default="", compare=False)
+    """The variable's name in the file, before normalisation."""
+    direct: bool = field(default=False, compare=False)
+    """Stored exactly as in the file (numeric, not decoded here): readable without xarray."""
 
 
 @dataclass(frozen=True)
@@ -313,7 +320,13 @@ def scan_file(
                     0 if d == "time" else n for d, n in zip(var.dims, var.shape, strict=True)
                 )
                 schema[name] = VariableSchema(
-                    tuple(map(str, var.dims)), shape, str(var.dtype), _packing(var)
+                    tuple(map(str, var.dims)),
+                    shape,
+                    str(var.dtype),
+                    _packing(var),
+                    source_name=var.encoding.get("source_name", name),
+                    direct=var.dtype.kind in "iufb"
+                    and not {"scale_factor", "add_offset"} & set(var.encoding),
                 )
             else:
                 statics[name] = digest(np.asarray(var.values))
@@ -335,6 +348,15 @@ def scan_file(
         )
     finally:
         ds.close()
+
+
+def scan_files(
+    urls: Sequence[str],
+    storage_options: Mapping[str, Any] | None = None,
+    variables: Sequence[str] | None = None,
+) -> list[FileInfo]:
+    """:func:`scan_file` over several files (one task for many small ones)."""
+    return [scan_file(url, storage_options, variables) for url in urls]
 
 
 @dataclass(frozen=True)
@@ -489,6 +511,16 @@ def encode_times(times: np.ndarray, units: str, calendar: str) -> np.ndarray | N
     return ints
 
 
+def _read_direct(path: str, schema: VariableSchema, sel: Mapping[str, slice]) -> np.ndarray:
+    """Raw values through netCDF4 alone: a third of the cost of opening with xarray."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        var = nc.variables[schema.source_name]
+        var.set_auto_maskandscale(False)
+        return np.asarray(var[tuple(sel.get(d, slice(None)) for d in schema.dims)])
+
+
 def read_block(
     index: SourceIndex,
     name: str,
@@ -507,11 +539,19 @@ def read_block(
     out: np.ndarray | None = None
     covered = 0
     for url, lo, hi, offset in index.locate(tslice.start, tslice.stop):
-        ds = open_netcdf(url, storage_options)
+        sel = {d: region[d] for d in schema.dims if d != "time" and d in region}
+        sel["time"] = slice(lo, hi)
         try:
-            sel = {d: region[d] for d in schema.dims if d != "time" and d in region}
-            sel["time"] = slice(lo, hi)
-            values = np.asarray(ds.variables[name].isel(sel).values)
+            if schema.direct and is_local(url):
+                values = _read_direct(url.removeprefix("file://"), schema, sel)
+            else:
+                ds = open_netcdf(url, storage_options)
+                try:
+                    values = np.asarray(ds.variables[name].isel(sel).values)
+                finally:
+                    ds.close()
+        except SourceError:
+            raise
         except Exception as exc:
             raise SourceError(
                 redact(url),
@@ -519,8 +559,6 @@ def read_block(
                 f"({type(exc).__name__}: {redact(str(exc))})",
                 _NETCDF_FIX,
             ) from None
-        finally:
-            ds.close()
         if out is None:  # the first file's (decoded) dtype is the block's
             out = np.empty(shape, dtype=values.dtype)
         target = [slice(None)] * len(shape)
