@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from distributed import as_completed
+from distributed.scheduler import KilledWorker
 
 from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, write_block
 from lake.cubeplan import plan_cube
+from lake.errors import LakeError
 from lake.sources.netcdf import expand_sources, scan_files
 
 if TYPE_CHECKING:
@@ -51,6 +53,13 @@ def _gather(
             # Cancel the rest so nothing more is written, then raise the task's own error.
             error = future.exception()
             client.cancel([f for f in futures if f is not future])
+            if isinstance(error, KilledWorker):
+                raise LakeError(
+                    f"{stage} on the Dask cluster",
+                    "workers died repeatedly while running a task, most likely out of memory",
+                    "lower `chunking.shard_mb` in the spec (each task holds one shard), or "
+                    "give each worker more memory",
+                ) from None
             raise error
         progress(stage, done, total)
     return list(client.gather(futures))
