@@ -30,8 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Build a cloud-native marine data lake: Zarr v3 cubes from NetCDF files.",
 )
-err = Console(stderr=True)
-out = Console()
+# Logs and CI are not terminals: give the summary table room instead of wrapping its cells.
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _size(n: int) -> str:

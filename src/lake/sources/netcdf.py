@@ -105,6 +105,8 @@ def normalise(ds: xr.Dataset, indexes: bool = True) -> xr.Dataset:
 
 def _strings_to_unicode(ds: xr.Dataset) -> xr.Dataset:
     for name, var in ds.variables.items():
+        if var.dtype.kind == "O" and "calendar" in var.encoding:
+            continue  # cftime dates (non-standard calendars), not text
         if var.dtype.kind in "SO":
             values = np.asarray(var.values)
             text = np.vectorize(
@@ -155,7 +157,6 @@ def open_netcdf(url: str, storage_options: Mapping[str, Any] | None = None) -> x
                 mask_and_scale=False,
                 decode_times=True,
                 decode_timedelta=False,
-                use_cftime=None,
                 create_default_indexes=False,  # halves the cost of opening a file
             )
     except SourceError:
