@@ -33,11 +33,12 @@ from zarr.codecs import BloscCodec
 
 from lake.chunking import ChunkPlan, plan_chunks
 from lake.errors import SourceError, TargetError
-from lake.sources.netcdf import PACKING_ATTRS, SourceIndex, read_block
+from lake.sources.netcdf import PACKING_ATTRS, read_block
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from lake.sources.index import SourceIndex
     from lake.spec import Chunking
     from lake.storage import Root
 

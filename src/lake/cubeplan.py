@@ -28,16 +28,10 @@ from lake.cube import (
     render_layout,
 )
 from lake.errors import SourceError, TargetError
-from lake.sources.netcdf import (
-    FileInfo,
-    SourceIndex,
-    choose_time_units,
-    digest,
-    encode_times,
-    index_sources,
-    open_netcdf,
-)
+from lake.sources.index import SourceIndex, index_sources
+from lake.sources.netcdf import FileInfo, digest, open_netcdf
 from lake.storage import redact
+from lake.timeaxis import choose_time_units, encode_times
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

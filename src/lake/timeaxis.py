@@ -1,0 +1,53 @@
+"""The cube's time axis: integer units that represent every time step exactly."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
+
+from lake.errors import SourceError
+
+TIME_UNITS = ("days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "nanoseconds")
+
+
+def choose_time_units(times: np.ndarray, source_units: str, calendar: str) -> str:
+    """Integer time units that represent every time exactly.
+
+    The reference date is the source's; the unit is the source's unit or the first finer
+    one in which all times are whole numbers. Appends must fit the same units.
+    """
+    if " since " not in source_units:
+        source_units = "seconds since 1970-01-01"
+    unit, reference = source_units.split(" since ", 1)
+    unit = unit.strip().lower()
+    start = TIME_UNITS.index(unit) if unit in TIME_UNITS else TIME_UNITS.index("seconds")
+    for candidate in TIME_UNITS[start:]:
+        units = f"{candidate} since {reference.strip()}"
+        if encode_times(times, units, calendar) is not None:
+            return units
+    raise SourceError(
+        "time coordinate",
+        f"cannot be represented exactly as integers since {reference}",
+        "check the time values of the sources",
+    )
+
+
+def encode_times(times: np.ndarray, units: str, calendar: str) -> np.ndarray | None:
+    """``times`` as int64 in ``units``, or ``None`` if that is not exact."""
+    if len(times) == 0:
+        return np.zeros(0, dtype="int64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        num, _, _ = encode_cf_datetime(times, units, calendar, dtype=np.dtype("float64"))
+    num = np.asarray(num, dtype="float64")
+    if not np.all(np.isfinite(num)) or np.any(np.abs(num) > 2**62):
+        return None
+    ints = np.round(num).astype("int64")
+    if not np.array_equal(ints.astype("float64"), num):
+        return None
+    back = decode_cf_datetime(ints, units, calendar)
+    if np.asarray(back).dtype != np.asarray(times).dtype or not np.array_equal(back, times):
+        return None
+    return ints
