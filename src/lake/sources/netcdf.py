@@ -6,7 +6,7 @@ attributes that decode them (``scale_factor``, ``add_offset``, ``_FillValue``,
 source: bit for bit, at the source's size. The one exception is packing with float32
 attributes, which JSON cannot carry: those variables are stored decoded (see
 :func:`_unpack_float32_packing`). Only time is decoded here, because it is re-encoded
-as integers with the cube's own units (see :func:`choose_time_units`).
+as integers with the cube's own units (see :func:`lake.timeaxis.choose_time_units`).
 
 Coordinates are normalised to ``time``, ``depth``, ``latitude`` and ``longitude`` (found by
 ``axis``, ``standard_name`` or well-known names), keeping their attributes. NetCDF character
@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 
 CANONICAL = ("time", "depth", "latitude", "longitude")
 _AXIS = {"T": "time", "Z": "depth", "Y": "latitude", "X": "longitude"}
-_STANDARD_NAMES = {
-    "time": "time",
-    "depth": "depth",
-    "latitude": "latitude",
-    "longitude": "longitude",
-}
 _KNOWN_NAMES = {
     "time": "time", "t": "time",
     "depth": "depth", "deph": "depth", "lev": "depth", "deptht": "depth", "z": "depth",
@@ -55,8 +49,8 @@ def _axis_of(name: str, var: xr.Variable) -> str | None:
     if axis in _AXIS:
         return _AXIS[axis]
     std = str(var.attrs.get("standard_name", "")).lower()
-    if std in _STANDARD_NAMES:
-        return _STANDARD_NAMES[std]
+    if std in CANONICAL:
+        return std
     return _KNOWN_NAMES.get(name.lower())
 
 
