@@ -82,13 +82,11 @@ def test_interrupted_layout_is_completed(tmp_path: Path, client: Client) -> None
     write_daily_product(src, days=6, ny=30, nx=40)
     spec = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
     build_cube(client, Root(spec.root), spec.datasets[0])
-    saved = tmp_path / "ts-first3"
     # Simulate: timeseries published with 3 steps only (an older publish), maps with 6.
     only3 = spec_for(str(tmp_path / "old"), sorted(map(str, src.glob("*.nc")))[:3], tmp_path)
     build_cube(client, Root(only3.root), only3.datasets[0])
     shutil.rmtree(tmp_path / "lake/cube/timeseries.zarr")
     shutil.copytree(tmp_path / "old/cube/timeseries.zarr", tmp_path / "lake/cube/timeseries.zarr")
-    del saved
     result = build_cube(client, Root(spec.root), spec.datasets[0])
     assert result.added == {"timeseries": 3}
     ts = open_cube(str(tmp_path / "lake/cube/timeseries.zarr"))

@@ -58,7 +58,6 @@ class LayoutWork:
 class CubePlan:
     dataset: str
     files_found: int
-    new_files: tuple[str, ...]
     index: SourceIndex | None
     ntime: int
     layouts: list[LayoutWork] = field(default_factory=list)
@@ -112,7 +111,7 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
     ntime = len(axis)
     lagging = {k: (p.ntime if p else 0) for k, p in published.items()}
     if all(n == ntime for n in lagging.values()):
-        return CubePlan(dataset.id, len(infos), (), None, ntime)
+        return CubePlan(dataset.id, len(infos), None, ntime)
 
     start = min(lagging.values())
     needed = [i for i in infos if i.times[-1] >= axis[start]]
@@ -166,7 +165,7 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
             )
     finally:
         first.close()
-    return CubePlan(dataset.id, len(infos), tuple(i.url for i in new), index, ntime, works)
+    return CubePlan(dataset.id, len(infos), index, ntime, works)
 
 
 def _most_advanced(dataset_id: str, published: Mapping[str, Published | None]) -> Published | None:

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 from fsspec.core import url_to_fs
 
 from lake.errors import TargetError
@@ -85,9 +84,6 @@ class Root:
         _, base = url_to_fs(self.url, **self.storage_options)
         return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
 
-    def child(self, *parts: str) -> Root:
-        return Root("/".join([self.url, *(p.strip("/") for p in parts)]), self.storage_options)
-
     def zarr_store(self, *parts: str, read_only: bool = False) -> Store:
         """A Zarr v3 store at ``parts`` below the root."""
         from zarr.storage import FsspecStore, LocalStore
@@ -96,9 +92,6 @@ class Root:
             return LocalStore(self.path(*parts), read_only=read_only)
         url = "/".join([self.url, *(p.strip("/") for p in parts)])
         return FsspecStore.from_url(url, storage_options=self.storage_options, read_only=read_only)
-
-    def exists(self, *parts: str) -> bool:
-        return bool(self.fs().exists(self.path(*parts)))
 
     def check_writable(self) -> None:
         """Write and remove a probe object; raise :class:`TargetError` if that fails."""
@@ -118,8 +111,3 @@ class Root:
                 "point `root` at a folder or bucket you can write to, and check that the "
                 "bucket exists and your credentials allow PutObject and DeleteObject",
             ) from None
-
-
-def open_file(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
-    """Open ``url`` for binary reading through fsspec."""
-    return fsspec.open(url, "rb", **(storage_options or {})).open()

@@ -33,7 +33,6 @@ class CubeResult:
     files_read: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    values_written: int = 0
     ntime: int = 0
     added: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -137,8 +136,7 @@ def build_cube(
     if not plan.empty:
         assert plan.index is not None
         futures = submit_writes(client, plan, cube.storage_options)
-        written = _gather(client, futures, f"{dataset.id}: write", progress)
-        result.values_written = sum(written)
+        _gather(client, futures, f"{dataset.id}: write", progress)
         for work in plan.layouts:
             publish(root, work.group, work.documents)
             result.added[work.layout] = plan.ntime - work.published_ntime
