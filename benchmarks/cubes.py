@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from zarr.storage import WrapperStore
 
 HERE = Path(__file__).resolve().parent
 NY, NX = 1024, 1440  # 1/12 degree over 85 x 120 degrees: a regional Copernicus product
@@ -134,30 +135,31 @@ def run_step(name: str, src: Path, out: Path) -> dict[str, Any]:
     return {"step": name, "status": status, "seconds": seconds, "peak_rss": peak, **extra}
 
 
-class CountingStore:
-    """Wraps a Zarr store and counts the GET requests and bytes it serves."""
+class CountingStore(WrapperStore):  # type: ignore[type-arg]
+    """Wraps a Zarr store and counts the GET requests (whole or ranged) and bytes it serves.
 
-    def __new__(cls, inner: Any) -> Any:
-        from zarr.storage import WrapperStore
+    Counters live on the class: zarr may make new wrappers of a store (e.g. read-only copies).
+    """
 
-        class _Counting(WrapperStore):  # type: ignore[type-arg]
-            gets = 0
-            nbytes = 0
+    gets = 0
+    nbytes = 0
 
-            async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-                buf = await self._store.get(key, prototype, byte_range)
-                type(self).gets += 1
-                type(self).nbytes += len(buf) if buf is not None else 0
-                return buf
+    @classmethod
+    def reset(cls) -> None:
+        cls.gets = cls.nbytes = 0
 
-            async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
-                key_ranges = list(key_ranges)
-                bufs = await self._store.get_partial_values(prototype, key_ranges)
-                type(self).gets += len(key_ranges)
-                type(self).nbytes += sum(len(b) for b in bufs if b is not None)
-                return bufs
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        buf = await self._store.get(key, prototype, byte_range)
+        CountingStore.gets += 1
+        CountingStore.nbytes += len(buf) if buf is not None else 0
+        return buf
 
-        return _Counting(inner)
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
+        key_ranges = list(key_ranges)
+        bufs = await self._store.get_partial_values(prototype, key_ranges)
+        CountingStore.gets += len(key_ranges)
+        CountingStore.nbytes += sum(len(b) for b in bufs if b is not None)
+        return bufs
 
 
 def _tree_bytes(path: Path) -> int:
@@ -174,15 +176,15 @@ def measure_reads(store_path: Path, ntime: int) -> dict[str, Any]:
     for what in ("point_series", "day_map"):
         store = CountingStore(LocalStore(store_path, read_only=True))
         array = zarr.open_group(store, mode="r")["thetao"]
-        type(store).gets = type(store).nbytes = 0
+        CountingStore.reset()
         if what == "point_series":
             array[:, 0, NY // 2, NX // 2]
         else:
             array[ntime // 2, 0, :, :]
         out[what] = {
-            "gets": type(store).gets,
-            "bytes": type(store).nbytes,
-            "fraction": type(store).nbytes / total,
+            "gets": CountingStore.gets,
+            "bytes": CountingStore.nbytes,
+            "fraction": CountingStore.nbytes / total,
         }
     return out
 

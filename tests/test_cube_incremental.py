@@ -46,6 +46,8 @@ def test_appends_in_several_runs(tmp_path: Path, client: Client) -> None:
         before = _snapshot(tmp_path / "lake")
         result = build_cube(client, root, spec_run.datasets[0])
         assert result.added == {"maps": len(batch), "timeseries": len(batch)}
+        assert result.files_read == len(batch)
+        assert result.bytes_in == sum(f.stat().st_size for f in batch)
         after = _snapshot(tmp_path / "lake")
         # Only shards holding new steps were (re)written: at most the last partial one before.
         first_new = result.ntime - len(batch)

@@ -34,6 +34,7 @@ from zarr.codecs import BloscCodec
 from lake.chunking import ChunkPlan, plan_chunks
 from lake.errors import SourceError, TargetError
 from lake.sources.netcdf import PACKING_ATTRS, read_block
+from lake.storage import redact
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -343,7 +344,7 @@ def check_packing(published: Published, index: SourceIndex, group: str) -> None:
         meta = published.arrays.get(name)
         if meta is None:
             raise SourceError(
-                index.files[0],
+                redact(index.files[0]),
                 f"has variable {name}, which the published cube {group} lacks",
                 "build it as a new dataset, or delete the cube to rebuild it",
             )
@@ -357,7 +358,7 @@ def check_packing(published: Published, index: SourceIndex, group: str) -> None:
         numeric = schema.dtype.startswith(("int", "uint", "float", "bool"))
         if ours != theirs or (numeric and meta.get("data_type") != schema.dtype):
             raise SourceError(
-                index.files[0],
+                redact(index.files[0]),
                 f"stores {name} as {schema.dtype} {ours} but the published cube {group} as "
                 f"{meta.get('data_type')} {theirs}",
                 "delete the cube to rebuild it with the new packing",

@@ -31,6 +31,11 @@ def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
 WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 64 * 2**20, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
 
 
+def _worker_environ() -> dict[str, object]:
+    """Dask's worker environment (one BLAS thread, ...) with our malloc settings on top."""
+    return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A client on ``scheduler``, or on a fresh LocalCluster of worker processes."""
@@ -44,7 +49,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         return
     n, memory = local_cluster_size(workers)
     with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_MALLOC}),
+        dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}),
         LocalCluster(
             n_workers=n,
             threads_per_worker=1,

@@ -141,20 +141,11 @@ def build_cube(
             publish(root, work.group, work.documents)
             result.added[work.layout] = plan.ntime - work.published_ntime
         result.files_read = len(plan.index.files)
-        result.bytes_in = _source_sizes(plan.index.files, cube.storage_options)
+        read = set(plan.index.files)
+        result.bytes_in = sum(info.size for info in infos if info.url in read)
     result.bytes_out = _tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _source_sizes(urls: tuple[str, ...], storage_options: dict[str, Any]) -> int:
-    import fsspec
-
-    total = 0
-    for url in urls:
-        fs, path = fsspec.core.url_to_fs(url, **storage_options)
-        total += int(fs.size(path))
-    return total
 
 
 def _tree_size(root: Root, dataset_id: str) -> int:

@@ -249,6 +249,12 @@ class FileInfo:
     calendar: str
     variables: dict[str, VariableSchema]
     statics: dict[str, str] = field(default_factory=dict)  # name -> digest
+    size: int = 0  # bytes on storage
+
+
+def _size_of(url: str, storage_options: Mapping[str, Any] | None) -> int:
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return int(fs.size(path))
 
 
 def _packing(var: xr.Variable) -> tuple[tuple[str, str], ...]:
@@ -339,6 +345,7 @@ def scan_file(
             calendar=str(enc.get("calendar", "standard")),
             variables=schema,
             statics=statics,
+            size=_size_of(url, storage_options),
         )
     finally:
         ds.close()
