@@ -33,6 +33,8 @@ WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 64 * 2**20, "MALLOC_MMAP_THRESHOLD_":
 
 def _worker_environ() -> dict[str, object]:
     """Dask's worker environment (one BLAS thread, ...) with our malloc settings on top."""
+    import distributed  # noqa: F401  (registers distributed's configuration defaults)
+
     return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
 
 
