@@ -19,8 +19,6 @@ a rewritten last partial shard whose published part holds the same values as bef
 from __future__ import annotations
 
 import json
-import os
-import uuid
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -318,24 +316,12 @@ def read_published(root: Root, group: str) -> Published | None:
     return Published(times, units, calendar, arrays, statics)
 
 
-def _put(root: Root, path: str, data: bytes) -> None:
-    """Write one object atomically (a rename on local disk; one PUT on object storage)."""
-    if root.local:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.partial"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    else:
-        root.fs().pipe_file(path, data)
-
-
 def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
     """Copy rendered documents: small arrays, then array documents, then the group document."""
     chunks = [k for k in documents if not k.endswith(GROUP_DOC)]
     arrays = [k for k in documents if k.endswith(GROUP_DOC) and k != GROUP_DOC]
     for key in [*chunks, *arrays, GROUP_DOC]:
-        _put(root, root.path(group, key), documents[key])
+        root.put(root.path(group, key), documents[key])
 
 
 def check_packing(published: Published, index: SourceIndex, group: str) -> None:

@@ -77,6 +77,7 @@ def _calendar(name: str) -> str:
 
 def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePlan:
     cube = dataset.cube
+    assert cube is not None
     published: dict[str, Published | None] = {
         layout: read_published(root, layout_group(dataset.id, layout)) for layout in cube.layouts
     }

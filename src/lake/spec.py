@@ -83,11 +83,139 @@ class CubeSource(_Model):
         return [self.netcdf] if isinstance(self.netcdf, str) else list(self.netcdf)
 
 
+_IDENT = r"[A-Za-z_][A-Za-z0-9_$]*"
+_PARTITION = re.compile(
+    rf"^(?:year\((?P<year>{_IDENT})\)|grid\((?P<grid>[0-9]+(?:\.[0-9]+)?)\)|(?P<column>{_IDENT}))$"
+)
+_GRID_SIZES = (0.5, 1, 2, 3, 5, 6, 9, 10, 15, 18, 30, 45, 90)
+
+
+class Postgres(_Model):
+    """A PostgreSQL table or read-only query."""
+
+    dsn_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of the environment variable holding the libpq URI or keyword DSN (never the DSN
+    itself). Default: libpq's own environment (``PGHOST``, ``PGUSER``, ...) and ``~/.pgpass``."""
+    table: str | None = Field(None, pattern=rf"^(?:{_IDENT}\.)?{_IDENT}$")
+    """``schema.table`` or ``table``: the whole table, read in parallel ctid ranges."""
+    query: str | None = None
+    """One read-only SELECT; read in parallel only with ``split_by``."""
+    split_by: str | None = Field(None, pattern=rf"^{_IDENT}$")
+    """An integer, date or timestamp column whose value ranges split the read into parts."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Postgres:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` and `query`")
+        if self.query is not None and not self.query.strip().rstrip(";").strip():
+            raise ValueError("`query` is empty")
+        return self
+
+
+class Geometry(_Model):
+    """Where the geometry comes from: lon/lat columns or a PostGIS column."""
+
+    lon: str | None = Field(None, pattern=rf"^{_IDENT}$")
+    lat: str | None = Field(None, pattern=rf"^{_IDENT}$")
+    column: str | None = Field(None, pattern=rf"^{_IDENT}$")
+    """A PostGIS ``geometry`` or ``geography`` column."""
+    invalid: Literal["keep", "drop"] = "keep"
+    """Rows without valid coordinates: kept with a null geometry, or dropped (both counted)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Geometry:
+        pair = self.lon is not None, self.lat is not None
+        if pair[0] != pair[1]:
+            raise ValueError("give both `lon` and `lat`")
+        if pair[0] == (self.column is not None):
+            raise ValueError("give either `lon` and `lat`, or `column`")
+        return self
+
+
+class Incremental(_Model):
+    """Bring only rows whose watermark column grew since the last build."""
+
+    column: str = Field(pattern=rf"^{_IDENT}$")
+    """A modification timestamp or an increasing id."""
+    key: list[str] | None = None
+    """Columns identifying a row, so that an updated row replaces its previous version.
+    Default: the table's primary key; required for a query."""
+
+    @field_validator("key")
+    @classmethod
+    def _key_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("`key` needs at least one column")
+            for name in value:
+                if not re.match(rf"^{_IDENT}$", name):
+                    raise ValueError(f"{name!r} is not a column name")
+        return value
+
+
+class TableSource(_Model):
+    """Records from PostgreSQL, written as hive-partitioned GeoParquet."""
+
+    postgres: Postgres
+    geometry: Geometry
+    partition_by: list[str] = Field(default_factory=list, max_length=3)
+    """``year(col)``, a column name, or ``grid(D)`` (a D-degree cell); nested in this order."""
+    time: str | None = Field(None, pattern=rf"^{_IDENT}$")
+    """The column giving each row's time (default: the column of ``year(...)``)."""
+    incremental: Incremental | None = None
+    file_mb: float = Field(128.0, ge=1, le=1024)
+    """Target size of a Parquet file (the rows of one file are sorted in memory)."""
+    row_group_rows: int = Field(100_000, ge=1_000, le=1_000_000)
+    parts: int | None = Field(None, ge=1, le=10_000)
+    """Number of parallel reads (default: from the table size and the workers)."""
+
+    @field_validator("partition_by")
+    @classmethod
+    def _partitions(cls, value: list[str]) -> list[str]:
+        for item in value:
+            match = _PARTITION.match(item)
+            if not match:
+                raise ValueError(
+                    f"{item!r} is not a partition: use `year(column)`, a column name, "
+                    "or `grid(degrees)`"
+                )
+            if match["grid"] and float(match["grid"]) not in _GRID_SIZES:
+                sizes = ", ".join(f"{g:g}" for g in _GRID_SIZES)
+                raise ValueError(f"grid cells must divide 180 degrees evenly: use one of {sizes}")
+        if len(set(value)) != len(value):
+            raise ValueError("each partition may appear once")
+        return value
+
+    @property
+    def partitions(self) -> list[tuple[str, str]]:
+        """``(kind, argument)`` of each partition level: year/column/grid."""
+        out = []
+        for item in self.partition_by:
+            match = _PARTITION.match(item)
+            assert match is not None
+            kind = next(k for k in ("year", "grid", "column") if match[k])
+            out.append((kind, match[kind]))
+        return out
+
+    @property
+    def time_column(self) -> str | None:
+        if self.time:
+            return self.time
+        return next((arg for kind, arg in self.partitions if kind == "year"), None)
+
+
 class Dataset(_Model):
     id: DatasetId
-    cube: CubeSource
+    cube: CubeSource | None = None
+    table: TableSource | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Descriptive metadata (title, licence, providers, DOI, keywords) for the catalogue."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Dataset:
+        if (self.cube is None) == (self.table is None):
+            raise ValueError("a dataset has exactly one of `cube` and `table`")
+        return self
 
 
 class Spec(_Model):
@@ -152,6 +280,8 @@ def parse_spec(data: Any, source: str, base_dir: Path) -> Spec:
                 )
             }
         )
+        if ds.cube is not None
+        else ds
         for ds in spec.datasets
     ]
     return spec.model_copy(update={"root": _resolve(spec.root, base_dir), "datasets": datasets})

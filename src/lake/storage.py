@@ -93,6 +93,23 @@ class Root:
         url = "/".join([self.url, *(p.strip("/") for p in parts)])
         return FsspecStore.from_url(url, storage_options=self.storage_options, read_only=read_only)
 
+    def open_write(self, path: str) -> Any:
+        """A binary file handle for writing ``path`` (parent folders made on local disk)."""
+        if self.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return self.fs().open(path, "wb")
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write one object atomically (a rename on local disk; one PUT on object storage)."""
+        if self.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}.partial"
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs().pipe_file(path, data)
+
     def check_writable(self) -> None:
         """Write and remove a probe object; raise :class:`TargetError` if that fails."""
         fs = self.fs()

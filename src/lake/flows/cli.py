@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,10 +25,15 @@ from rich.table import Table
 from lake.errors import ExitCode, LakeError
 from lake.storage import Root, redact, secret_values
 
+if TYPE_CHECKING:
+    from lake.flows.cubes import CubeResult
+    from lake.flows.tables import TableResult
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Build a cloud-native marine data lake: Zarr v3 cubes from NetCDF files.",
+    help="Build a cloud-native marine data lake: Zarr v3 cubes from NetCDF files and "
+    "GeoParquet tables from PostgreSQL.",
 )
 # Logs and CI are not terminals: give the summary table room instead of wrapping its cells.
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -61,11 +66,16 @@ def build(
         int | None,
         typer.Option(min=1, help="Workers of the local cluster (default: one per core)."),
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(help="Rebuild table datasets from the whole source, not only new rows."),
+    ] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of unexpected errors.")] = False,
 ) -> None:
     """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import build_cube
+    from lake.flows.tables import build_table
     from lake.spec import Spec, load_spec
 
     parsed: Spec | None = None
@@ -94,7 +104,11 @@ def build(
                 bar.update(tasks[stage], completed=done, total=total)
 
             for dataset in datasets:
-                results.append(build_cube(client, root, dataset, progress))
+                if dataset.cube is not None:
+                    results.append(_cube_row(build_cube(client, root, dataset, progress)))
+                else:
+                    table_result = build_table(client, root, dataset, progress, full_refresh)
+                    results.append(_table_row(table_result))
     except LakeError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(int(exc.exit_code)) from None
@@ -112,16 +126,36 @@ def build(
         raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     table = Table(title=f"lake build: {root.display}")
-    for column in ("dataset", "files found", "files read", "bytes in", "size on storage",
-                   "time steps", "added", "seconds"):  # fmt: skip
-        table.add_column(column, justify="right" if column != "dataset" else "left")
-    for r in results:
-        added = ", ".join(f"{k} +{v}" for k, v in r.added.items()) or "up to date"
-        table.add_row(
-            r.dataset, str(r.files_found), str(r.files_read), _size(r.bytes_in),
-            _size(r.bytes_out), str(r.ntime), added, f"{r.seconds:.1f}",
-        )  # fmt: skip
+    for column in ("dataset", "read", "bytes in", "size on storage", "holds", "change",
+                   "seconds"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("dataset", "change") else "right")
+    for row in results:
+        table.add_row(*row)
     out.print(table)
+
+
+def _cube_row(r: CubeResult) -> list[str]:
+    added = ", ".join(f"{k} +{v}" for k, v in r.added.items()) or "up to date"
+    return [
+        r.dataset, f"{r.files_read} of {r.files_found} files", _size(r.bytes_in),
+        _size(r.bytes_out), f"{r.ntime} time steps", added, f"{r.seconds:.1f}",
+    ]  # fmt: skip
+
+
+def _table_row(r: TableResult) -> list[str]:
+    if r.rows_read == 0:
+        change = "up to date"
+    else:
+        verb = "rebuilt" if r.full else "updated"
+        change = f"{verb}: {r.files_written} files in {r.partitions_written} partitions"
+        if r.invalid:
+            change += f"; {r.invalid} rows without valid coordinates " + (
+                "dropped" if r.dropped else "kept with a null geometry"
+            )
+    return [
+        r.dataset, f"{r.rows_read} rows", _size(r.bytes_in), _size(r.bytes_out),
+        f"{r.rows} rows", change, f"{r.seconds:.1f}",
+    ]  # fmt: skip
 
 
 @app.command()

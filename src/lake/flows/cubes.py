@@ -115,6 +115,7 @@ def build_cube(
     """Build or extend every layout of one cube dataset; publish only if all blocks succeed."""
     started = time.perf_counter()
     cube = dataset.cube
+    assert cube is not None
     result = CubeResult(dataset.id)
     urls = expand_sources(cube.patterns, cube.storage_options)
     # A few batches per worker: thousands of one-file tasks would cost more to schedule

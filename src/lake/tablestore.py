@@ -1,0 +1,171 @@
+"""A table dataset on storage: its manifest, the files it lists, and the commit.
+
+Layout below the root::
+
+    <dataset>/table.json                      the manifest: the commit point
+    <dataset>/data/year=2015/part-<run>-<n>.parquet
+    <dataset>/.staging/<run>/...              work in progress (ignored by readers)
+
+The manifest lists every published file with its partition, rows, size, sha256, bbox and
+time range, and keeps the source's watermark. A build writes new files under
+``.staging``, then commits: move the new files into ``data/``, write the manifest (one
+atomic PUT or rename), delete the files the manifest no longer lists, delete the staging
+folder. A build killed before the manifest write leaves the old manifest valid; files in
+``data/`` that no manifest lists are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from lake.errors import TargetError
+from lake.table import FileInfo
+
+if TYPE_CHECKING:
+    from lake.storage import Root
+
+MANIFEST = "table.json"
+FORMAT = "lake-table/1"
+
+
+@dataclass
+class Manifest:
+    dataset: str
+    files: list[FileInfo] = field(default_factory=list)
+    watermark: Any = None
+    watermark_column: str | None = None
+    key: list[str] = field(default_factory=list)
+    partitioning: list[str] = field(default_factory=list)
+    geometry_column: str = "geometry"
+    source: dict[str, Any] = field(default_factory=dict)
+    updated: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "dataset": self.dataset,
+            "updated": self.updated,
+            "source": self.source,
+            "partitioning": self.partitioning,
+            "geometry_column": self.geometry_column,
+            "key": self.key,
+            "watermark": None
+            if self.watermark_column is None
+            else {"column": self.watermark_column, **encode_value(self.watermark)},
+            "rows": self.rows,
+            "files": [f.to_json() for f in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Manifest:
+        mark = doc.get("watermark") or {}
+        return cls(
+            dataset=doc["dataset"],
+            files=[FileInfo.from_json(f) for f in doc.get("files", [])],
+            watermark=decode_value(mark) if mark else None,
+            watermark_column=mark.get("column"),
+            key=list(doc.get("key") or []),
+            partitioning=list(doc.get("partitioning") or []),
+            geometry_column=doc.get("geometry_column", "geometry"),
+            source=dict(doc.get("source") or {}),
+            updated=doc.get("updated", ""),
+        )
+
+
+def encode_value(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"value": None, "type": "null"}
+    if isinstance(value, datetime):
+        return {"value": value.isoformat(), "type": "timestamp"}
+    if isinstance(value, date):
+        return {"value": value.isoformat(), "type": "date"}
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return {"value": str(value), "type": "text"}
+    return {"value": value, "type": type(value).__name__}
+
+
+def decode_value(doc: dict[str, Any]) -> Any:
+    kind, value = doc.get("type"), doc.get("value")
+    if value is None:
+        return None
+    if kind == "timestamp":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    return value
+
+
+def read_manifest(root: Root, dataset: str) -> Manifest | None:
+    fs = root.fs()
+    path = root.path(dataset, MANIFEST)
+    try:
+        with fs.open(path, "rb") as handle:
+            doc = json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise TargetError(
+            f"{root.display}/{dataset}/{MANIFEST}",
+            "is not a table manifest this version can extend",
+            "move the dataset folder away or pick another dataset id",
+        )
+    return Manifest.from_json(doc)
+
+
+def clean(root: Root, dataset: str, manifest: Manifest | None) -> list[str]:
+    """Remove what an interrupted build left: staging folders and unlisted data files."""
+    fs = root.fs()
+    removed: list[str] = []
+    staging = root.path(dataset, ".staging")
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+        removed.append(staging)
+    data = root.path(dataset, "data")
+    listed = {root.path(dataset, f.path) for f in (manifest.files if manifest else [])}
+    if fs.exists(data):
+        orphans = [p for p in fs.find(data) if p.endswith(".parquet") and p not in listed]
+        if orphans:
+            fs.rm(orphans)
+            removed.extend(orphans)
+    return removed
+
+
+def commit(root: Root, staging: str, new: Manifest, old: Manifest | None) -> None:
+    """Move staged files into place, write the manifest, then drop replaced files."""
+    fs = root.fs()
+    kept = {f.path for f in new.files}
+    for info in new.files:
+        source = root.path(staging, info.path)
+        if fs.exists(source):
+            target = root.path(new.dataset, info.path)
+            if root.local:
+                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.mv(source, target)
+    new.updated = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    root.put(root.path(new.dataset, MANIFEST), json.dumps(new.to_json(), indent=1).encode())
+    if old is not None:
+        gone = [root.path(old.dataset, f.path) for f in old.files if f.path not in kept]
+        if gone:
+            fs.rm(gone)
+    if fs.exists(root.path(staging)):
+        fs.rm(root.path(staging), recursive=True)
+    if root.local:
+        _remove_empty_dirs(root, new.dataset)
+
+
+def _remove_empty_dirs(root: Root, dataset: str) -> None:
+    import os
+
+    data = root.path(dataset, "data")
+    folders = [folder for folder, _, _ in os.walk(data, topdown=False) if folder != data]
+    for folder in [*folders, root.path(dataset, ".staging")]:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only succeeds on an empty folder
