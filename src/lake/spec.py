@@ -102,6 +102,8 @@ class Postgres(_Model):
     """One read-only SELECT; read in parallel only with ``split_by``."""
     split_by: str | None = Field(None, pattern=rf"^{_IDENT}$")
     """An integer, date or timestamp column whose value ranges split the read into parts."""
+    parts: int | None = Field(None, ge=1, le=512)
+    """Number of parallel reads (default: one per 128 MB of table, or 4 per worker)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Postgres:
@@ -163,11 +165,9 @@ class TableSource(_Model):
     time: str | None = Field(None, pattern=rf"^{_IDENT}$")
     """The column giving each row's time (default: the column of ``year(...)``)."""
     incremental: Incremental | None = None
-    file_mb: float = Field(128.0, ge=1, le=1024)
+    file_mb: float = Field(128.0, gt=0, le=1024)
     """Target size of a Parquet file (the rows of one file are sorted in memory)."""
     row_group_rows: int = Field(100_000, ge=1_000, le=1_000_000)
-    parts: int | None = Field(None, ge=1, le=10_000)
-    """Number of parallel reads (default: from the table size and the workers)."""
 
     @field_validator("partition_by")
     @classmethod

@@ -356,7 +356,8 @@ def _no_nulls(values: pa.ChunkedArray, column: str, job: TableJob) -> None:
     if values.null_count:
         raise SourceError(
             f"{job.label}: partition column {column!r}",
-            f"is null in {values.null_count} rows, and a partition needs a value",
+            f"is null in {values.null_count} row(s), and each partition needs a value "
+            "(null folders are not read alike by pyarrow, pandas and DuckDB)",
             f"filter those rows or give them a value in a query, e.g. "
             f"`coalesce({column}, ...) AS {column}`",
         )
@@ -550,7 +551,11 @@ def _read_range(fs: Any, path: str, low: int, high: int) -> Iterator[pa.Table]:
     with fs.open(path, "rb") as handle:
         parquet = pq.ParquetFile(handle)
         meta = parquet.metadata
-        column = parquet.schema_arrow.get_field_index(HILBERT)
+        # Statistics are per leaf column: find the helper column among the leaves.
+        first = meta.row_group(0)
+        column = next(
+            j for j in range(first.num_columns) if first.column(j).path_in_schema == HILBERT
+        )
         groups = []
         for i in range(meta.num_row_groups):
             stats = meta.row_group(i).column(column).statistics
@@ -583,6 +588,9 @@ def _read_old(fs: Any, path: str, low: int, high: int, job: TableJob,
 
 def matches(table: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
     """Which rows of ``table`` have their key (``names``) in ``keys``."""
+    if len(names) == 1:
+        found = pc.is_in(table.column(names[0]), value_set=keys.column(names[0]).combine_chunks())
+        return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     probe = table.select(names).append_column(
         "_lake_row", pa.array(np.arange(table.num_rows, dtype=np.int64))
     )

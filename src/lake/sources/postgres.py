@@ -301,7 +301,7 @@ class Session:
                 )
             )
         base = sql.SQL("SELECT q.* FROM {} AS q").format(sql.SQL(described.select))
-        wanted = table.parts
+        wanted = table.postgres.parts
 
         def compose(extra: list[sql.Composable]) -> str:
             clauses = where + extra
