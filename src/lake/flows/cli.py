@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -110,7 +111,7 @@ def build(
                     table_result = build_table(client, root, dataset, progress, full_refresh)
                     results.append(_table_row(table_result))
     except LakeError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(int(exc.exit_code)) from None
     except Exception as exc:
         if debug:
@@ -118,7 +119,7 @@ def build(
         secrets = secret_values(parsed.storage_options) if parsed else []
         err.print(
             f"[bold red]error:[/] unexpected {type(exc).__name__}: "
-            f"{redact(str(exc), secrets)}. Nothing was published by the failed step; "
+            f"{escape(redact(str(exc), secrets))}. Nothing was published by the failed step; "
             "rerun with --debug for the traceback.",
             markup=True,
             highlight=False,

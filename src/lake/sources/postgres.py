@@ -138,7 +138,7 @@ _RULES: list[tuple[tuple[str, ...], tuple[str, ...], str | None, str]] = [
      "check the password in the DSN's environment variable, PGPASSWORD or ~/.pgpass"),
     (("28000", "3D000"), ('database "', 'role "'), None,
      "check the user and database names in the DSN"),
-    (("25006",), ("read-only transaction",),
+    (("25006",), ("read-only transaction", "data-modifying statement"),
      "the query writes to the database; sources are read in read-only transactions",
      "give a single SELECT (no INSERT, UPDATE, DELETE or writing functions)"),
     (("42601",), ("syntax error",), "is not a single valid SELECT ({first})",
@@ -159,7 +159,7 @@ def source_error(label: str, exc: BaseException, secret: Secret) -> LakeError:
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r"^(?:IO|INVALID_STATE|INTERNAL|UNKNOWN): \[libpq\] ", "", first)
     for states, fragments, problem, fix in _RULES:
-        if state in states or (state is None and any(f in text.lower() for f in fragments)):
+        if state in states or any(f in text for f in fragments):
             return SourceError(label, (problem or "{first}").format(first=first), fix)
     return SourceError(label, first, "check the source in the spec and the database")
 
