@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lake.errors import SpecError
 from lake.spec import load_spec, parse_spec
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def test_relative_paths_are_taken_from_the_spec_folder(tmp_path: Path) -> None:
@@ -66,3 +64,43 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 def test_missing_spec_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot be read"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_example_specs_are_valid() -> None:
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    for path in sorted(examples.glob("*.yaml")):
+        assert load_spec(path).datasets
+
+
+TABLE = {"postgres": {"table": "occ"}, "geometry": {"lon": "x", "lat": "y"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"postgres": {"table": "occ", "query": "select 1"}},
+         "give exactly one of `table` and `query`"),
+        ({"postgres": {"table": "occ; drop table x"}}, "datasets[0].table.postgres.table"),
+        ({"postgres": {"table": "occ", "dsn_env": "postgresql://u:pw@h/db"}},
+         "datasets[0].table.postgres.dsn_env"),
+        ({"geometry": {"lon": "x"}}, "give both `lon` and `lat`"),
+        ({"geometry": {"lon": "x", "lat": "y", "column": "g"}}, "give either"),
+        ({"partition_by": ["month(t)"]}, "is not a partition"),
+        ({"partition_by": ["grid(7)"]}, "grid cells must divide 180 degrees"),
+        ({"incremental": {"column": "m", "key": []}}, "needs at least one column"),
+    ],
+    ids=["table-and-query", "unsafe-table", "dsn-in-file", "lon-only", "two-geometries",
+         "unknown-partition", "odd-grid", "empty-key"],
+)  # fmt: skip
+def test_invalid_table_specs(tmp_path: Path, change: dict[str, Any], fragment: str) -> None:
+    data = {"root": "lake", "datasets": [{"id": "t", "table": {**TABLE, **change}}]}
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, "spec.yaml", tmp_path)
+    assert fragment in str(info.value)
+    assert "pw" not in str(info.value).replace("postgres", "")
+
+
+def test_dataset_needs_one_kind(tmp_path: Path) -> None:
+    data = {"root": "lake", "datasets": [{"id": "t"}]}
+    with pytest.raises(SpecError, match="exactly one of `cube` and `table`"):
+        parse_spec(data, "spec.yaml", tmp_path)
