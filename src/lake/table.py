@@ -145,11 +145,25 @@ def _convert(name: str, column: pa.Array, job: TableJob) -> pa.Array:
 
 
 def _uuid_text(storage: pa.Array) -> pa.Array:
-    hexed = [None if v is None else v.hex() for v in storage.to_pylist()]
-    return pa.array(
-        [None if h is None else f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexed],
-        pa.string(),
-    )
+    """16-byte UUIDs as canonical lower-case text, built as one buffer."""
+    if storage.offset:
+        storage = pa.concat_arrays([storage])  # a copy starting at offset 0
+    n = len(storage)
+    raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8)[: n * 16].reshape(n, 16)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    hexed = np.empty((n, 32), dtype=np.uint8)
+    hexed[:, 0::2] = digits[raw >> 4]
+    hexed[:, 1::2] = digits[raw & 15]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for src, dst in ((slice(0, 8), slice(0, 8)), (slice(8, 12), slice(9, 13)),
+                     (slice(12, 16), slice(14, 18)), (slice(16, 20), slice(19, 23)),
+                     (slice(20, 32), slice(24, 36))):  # fmt: skip
+        text[:, dst] = hexed[:, src]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), n, [storage.buffers()[0], pa.py_buffer(offsets), pa.py_buffer(text.tobytes())],
+        null_count=storage.null_count, offset=0,
+    )  # fmt: skip
 
 
 def _numeric(name: str, storage: pa.Array, decimal: tuple[int, int] | None, label: str) -> pa.Array:
@@ -319,35 +333,49 @@ def hilbert_index(x: np.ndarray, y: np.ndarray, valid: np.ndarray,
 # --------------------------------------------------------------------------- partitions
 
 
-def partition_keys(table: pa.Table, geoms: Geometries, job: TableJob) -> list[str]:
-    """The hive path (``year=2015/cell_10deg=N50E000``) of every row."""
-    levels: list[list[str]] = []
+def partition_keys(
+    table: pa.Table, geoms: Geometries, job: TableJob
+) -> tuple[np.ndarray, list[str]]:
+    """Each row's partition as a code into the hive paths (``year=2015/cell_10deg=N50p0E000p0``).
+
+    Vectorised: values are encoded per level, and only the distinct ones become strings.
+    """
+    combined = np.zeros(table.num_rows, dtype=np.int64)
+    labels: list[list[str]] = []
     for kind, arg in job.partitions:
         name = partition_name(kind, arg)
-        if kind == "year":
-            column = table.column(arg)
-            years = pc.year(column)
-            _no_nulls(years, arg, job)
-            levels.append([f"{name}={v}" for v in years.to_pylist()])
-        elif kind == "grid":
+        if kind == "grid":
             size = float(arg)
-            lon = np.floor(np.clip(geoms.cx, -180, 179.999999) / size) * size
-            lat = np.floor(np.clip(geoms.cy, -90, 89.999999) / size) * size
-            labels = [
-                f"{name}={_cell(la, lo)}" if ok else f"{name}={NO_CELL}"
-                for lo, la, ok in zip(lon.tolist(), lat.tolist(), geoms.valid.tolist(), strict=True)
-            ]
-            levels.append(labels)
+            lon = np.floor(np.clip(geoms.cx, -180, 179.999999) / size).astype(np.int64)
+            lat = np.floor(np.clip(geoms.cy, -90, 89.999999) / size).astype(np.int64)
+            cell = np.where(geoms.valid, (lat + 1000) * 10_000 + (lon + 1000), -1)
+            values, codes = np.unique(cell, return_inverse=True)
+            level = [
+                f"{name}={_cell((v // 10_000 - 1000) * size, (v % 10_000 - 1000) * size)}"
+                if v >= 0 else f"{name}={NO_CELL}"
+                for v in values.tolist()
+            ]  # fmt: skip
         else:
-            values = table.column(arg)
-            _no_nulls(values, arg, job)
-            levels.append([
+            column = table.column(arg)
+            column = pc.year(column) if kind == "year" else column
+            _no_nulls(column, arg, job)
+            encoded = column.combine_chunks().dictionary_encode()
+            codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            level = [
                 f"{name}={urllib.parse.quote(str(v), safe='')}"
-                for v in values.cast(pa.string()).to_pylist()
-            ])  # fmt: skip
-    if not levels:
-        return [""] * table.num_rows
-    return ["/".join(parts) for parts in zip(*levels, strict=True)]
+                for v in encoded.dictionary.cast(pa.string()).to_pylist()
+            ]
+        combined = combined * len(level) + codes
+        labels.append(level)
+    uniques, inverse = np.unique(combined, return_inverse=True)
+    paths = []
+    for value in uniques.tolist():
+        parts, rest = [], value
+        for level in reversed(labels):
+            rest, index = divmod(rest, len(level))
+            parts.append(level[index])
+        paths.append("/".join(reversed(parts)))
+    return inverse.astype(np.int64), paths
 
 
 def _no_nulls(values: pa.ChunkedArray, column: str, job: TableJob) -> None:
@@ -455,27 +483,32 @@ def stage_part(job: TableJob, part: Part) -> PartResult:
                     result.watermark = top
             if job.key:
                 keys.append(table.select(job.key))
-            paths = partition_keys(table, geoms, job)
+            codes, uniques = partition_keys(table, geoms, job)
             if job.invalid == "drop" and invalid:
-                mask = pa.array(geoms.valid)
-                table = table.filter(mask)
-                paths = [p for p, ok in zip(paths, geoms.valid.tolist(), strict=True) if ok]
+                table = table.filter(pa.array(geoms.valid))
+                codes = codes[geoms.valid]
                 result.dropped += invalid
             if table.num_rows == 0:
                 continue
-            codes, uniques = _encode(paths)
+            # Rows grouped by partition: one sort, then one slice per partition.
+            order = np.argsort(codes, kind="stable")
+            table = table.take(pa.array(order))
+            codes = codes[order]
+            bounds = np.searchsorted(codes, np.arange(len(uniques) + 1))
             hist_index = np.minimum(table.column(HILBERT).to_numpy() >> HIST_SHIFT, HIST_BINS - 1)
             for code, key in enumerate(uniques):
-                rows = np.flatnonzero(codes == code)
-                piece = table.take(pa.array(rows))
+                start, stop = int(bounds[code]), int(bounds[code + 1])
+                if start == stop:
+                    continue
+                piece = table.slice(start, stop - start)
                 if key not in result.staged:
                     name = f"p{part.index:05d}.parquet"
                     path = job.root.path(job.staging, "rows", key, name) if key else \
                         job.root.path(job.staging, "rows", name)  # fmt: skip
                     result.staged[key] = StagedPartition(key, path)
                 staged = result.staged[key]
-                staged.rows += len(rows)
-                np.add.at(staged.histogram, hist_index[rows], 1)
+                staged.rows += stop - start
+                staged.histogram += np.bincount(hist_index[start:stop], minlength=HIST_BINS)
                 buffers.setdefault(key, []).append(piece)
                 buffered += piece.nbytes
             if buffered > job.buffer_bytes:
@@ -493,14 +526,6 @@ def stage_part(job: TableJob, part: Part) -> PartResult:
     if keys:
         result.keys = pa.concat_tables(keys)
     return result
-
-
-def _encode(paths: list[str]) -> tuple[np.ndarray, list[str]]:
-    encoded = pa.array(paths, pa.string()).dictionary_encode()
-    return (
-        np.asarray(encoded.indices.to_numpy(zero_copy_only=False)),
-        encoded.dictionary.to_pylist(),
-    )
 
 
 # --------------------------------------------------------------------------- final files

@@ -259,7 +259,7 @@ def build_table(
     result.invalid = sum(r.invalid for r in staged)
     result.dropped = sum(r.dropped for r in staged)
     if result.rows_read == 0:
-        if old is None or (full_refresh and spec.incremental is None):
+        if not incremental:  # a first build or a full refresh: nothing to publish
             fs = root.fs()
             if fs.exists(root.path(staging)):
                 fs.rm(root.path(staging), recursive=True)
@@ -269,6 +269,7 @@ def build_table(
                 "check the table or query (and its WHERE clause); a table dataset is "
                 "published once its source has rows",
             )
+        assert old is not None
         result.rows = old.rows
         result.bytes_out = _tree_size(root, dataset.id)
         result.seconds = time.perf_counter() - started
