@@ -190,7 +190,9 @@ def run(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
             break
         time.sleep(0.1)
     proc.wait()
-    if status == "ok" and proc.returncode != 0:
+    if status == "ok" and proc.returncode == -9:
+        status = "killed (out of memory)"
+    elif status == "ok" and proc.returncode != 0:
         status = f"failed (exit {proc.returncode})"
     return {"status": status, "seconds": time.perf_counter() - started, "peak_rss": peak}
 
@@ -232,11 +234,11 @@ def print_table(result: dict[str, Any]) -> None:
     rows = result["rows"]
     print(f"\n{rows:,} rows, table heap {_fmt(result['heap_bytes'])}")
     floor = result["steps"].get("floor", {}).get("seconds")
-    print(f"{'step':<12}{'status':<10}{'seconds':>9}{'× floor':>9}{'rows/s':>12}"
+    print(f"{'step':<12}{'status':<24}{'seconds':>9}{'× floor':>9}{'rows/s':>12}"
           f"{'peak RSS':>12}{'files':>7}{'output':>12}")  # fmt: skip
     for name, step in result["steps"].items():
         ratio = f"{step['seconds'] / floor:.2f}" if floor else "-"
-        print(f"{name:<12}{step['status']:<10}{step['seconds']:>9.1f}{ratio:>9}"
+        print(f"{name:<12}{step['status']:<24}{step['seconds']:>9.1f}{ratio:>9}"
               f"{rows / step['seconds']:>12,.0f}{_fmt(step['peak_rss']):>12}"
               f"{step.get('files', '-'):>7}{_fmt(step.get('bytes_out', 0)):>12}")  # fmt: skip
 

@@ -445,29 +445,58 @@ def prepare(batch: pa.RecordBatch, job: TableJob) -> tuple[pa.Table, Geometries,
 
 
 def stage_part(job: TableJob, part: Part) -> PartResult:
-    """Read one part of the source and append its rows to staging files by partition."""
+    """Read one part of the source and append its rows to staging files by partition.
+
+    Batches are buffered as they come (with each row's partition code); a flush sorts the
+    buffer once by (partition, Hilbert index) and appends one sorted run to each
+    partition's staging file.
+    """
     from lake.sources.postgres import read_part
 
     result = PartResult(part.index)
-    fs = job.root.fs()
     writers: dict[str, pq.ParquetWriter] = {}
     handles: dict[str, Any] = {}
-    buffers: dict[str, list[pa.Table]] = {}
+    tables: list[pa.Table] = []
+    codes: list[np.ndarray] = []
     buffered = 0
     keys: list[pa.Table] = []
+    paths: dict[str, int] = {}  # partition path -> code, stable over the whole part
 
-    def flush(key: str) -> None:
-        pieces = buffers.pop(key, [])
-        if not pieces:
+    def flush() -> None:
+        if not tables:
             return
-        table = pa.concat_tables(pieces).sort_by(HILBERT)
-        staged = result.staged[key]
-        if key not in writers:
-            handles[key] = job.root.open_write(staged.path)
-            writers[key] = pq.ParquetWriter(
-                handles[key], table.schema, compression="zstd", compression_level=1
-            )
-        writers[key].write_table(table, row_group_size=STAGING_ROW_GROUP)
+        table = pa.concat_tables(tables)
+        code = np.concatenate(codes)
+        tables.clear()
+        codes.clear()
+        hilbert = table.column(HILBERT).to_numpy()
+        order = np.lexsort((hilbert, code))
+        table = table.take(pa.array(order))
+        code = code[order]
+        bounds = np.searchsorted(code, np.arange(len(paths) + 1))
+        for key, index in paths.items():
+            start, stop = int(bounds[index]), int(bounds[index + 1])
+            if start == stop:
+                continue
+            piece = table.slice(start, stop - start)
+            staged = result.staged.get(key)
+            if staged is None:
+                name = f"p{part.index:05d}.parquet"
+                path = job.root.path(job.staging, "rows", key, name) if key else \
+                    job.root.path(job.staging, "rows", name)  # fmt: skip
+                staged = result.staged[key] = StagedPartition(key, path)
+            staged.rows += stop - start
+            bins = np.minimum(hilbert[order[start:stop]] >> HIST_SHIFT, HIST_BINS - 1)
+            staged.histogram += np.bincount(bins, minlength=HIST_BINS)
+            if key not in writers:
+                handles[key] = job.root.open_write(staged.path)
+                # Staging is read once: fast zstd, no dictionaries, statistics only where the
+                # file tasks prune row groups.
+                writers[key] = pq.ParquetWriter(
+                    handles[key], piece.schema, compression="zstd", compression_level=1,
+                    use_dictionary=False, write_statistics=[HILBERT],
+                )  # fmt: skip
+            writers[key].write_table(piece, row_group_size=STAGING_ROW_GROUP)
 
     try:
         for batch in read_part(job.secret, job.snapshot, part.sql, job.label):
@@ -483,44 +512,26 @@ def stage_part(job: TableJob, part: Part) -> PartResult:
                     result.watermark = top
             if job.key:
                 keys.append(table.select(job.key))
-            codes, uniques = partition_keys(table, geoms, job)
+            local, uniques = partition_keys(table, geoms, job)
             if job.invalid == "drop" and invalid:
                 table = table.filter(pa.array(geoms.valid))
-                codes = codes[geoms.valid]
+                local = local[geoms.valid]
                 result.dropped += invalid
             if table.num_rows == 0:
                 continue
-            # Rows grouped by partition: one sort, then one slice per partition.
-            order = np.argsort(codes, kind="stable")
-            table = table.take(pa.array(order))
-            codes = codes[order]
-            bounds = np.searchsorted(codes, np.arange(len(uniques) + 1))
-            hist_index = np.minimum(table.column(HILBERT).to_numpy() >> HIST_SHIFT, HIST_BINS - 1)
-            for code, key in enumerate(uniques):
-                start, stop = int(bounds[code]), int(bounds[code + 1])
-                if start == stop:
-                    continue
-                piece = table.slice(start, stop - start)
-                if key not in result.staged:
-                    name = f"p{part.index:05d}.parquet"
-                    path = job.root.path(job.staging, "rows", key, name) if key else \
-                        job.root.path(job.staging, "rows", name)  # fmt: skip
-                    result.staged[key] = StagedPartition(key, path)
-                staged = result.staged[key]
-                staged.rows += stop - start
-                staged.histogram += np.bincount(hist_index[start:stop], minlength=HIST_BINS)
-                buffers.setdefault(key, []).append(piece)
-                buffered += piece.nbytes
+            remap = np.array([paths.setdefault(k, len(paths)) for k in uniques], dtype=np.int64)
+            tables.append(table)
+            codes.append(remap[local])
+            buffered += table.nbytes
             if buffered > job.buffer_bytes:
-                for key in list(buffers):
-                    flush(key)
+                flush()
                 buffered = 0
-        for key in list(buffers):
-            flush(key)
+        flush()
     finally:
         for key, writer in writers.items():
             writer.close()
             handles[key].close()
+    fs = job.root.fs()
     for staged in result.staged.values():
         staged.bytes = int(fs.size(staged.path))
     if keys:
