@@ -88,10 +88,6 @@ class TableJob:
     row_group_rows: int = 100_000
     buffer_bytes: int = 256 * 2**20
 
-    @property
-    def partition_names(self) -> list[str]:
-        return [partition_name(kind, arg) for kind, arg in self.partitions]
-
     def dropped_columns(self) -> list[str]:
         """Columns carried by the path (column partitions), not by the files."""
         return [arg for kind, arg in self.partitions if kind == "column"]
