@@ -25,7 +25,10 @@ pytestmark = pytest.mark.distributed
 
 def _spec(tmp: Path, root: Path, pattern: str) -> Path:
     spec = tmp / "spec.yaml"
-    spec.write_text(f"root: {root}\ndatasets:\n  - id: sst\n    cube:\n      netcdf: '{pattern}'\n")
+    spec.write_text(
+        f"root: {root}\ndatasets:\n  - id: sst\n    metadata: {{license: CC-BY-4.0}}\n"
+        f"    cube:\n      netcdf: '{pattern}'\n"
+    )
     return spec
 
 

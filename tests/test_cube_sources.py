@@ -80,7 +80,10 @@ def test_command_line_summary_and_rerun(tmp_path: Path, client: Client) -> None:
 
     write_daily_product(tmp_path / "data", days=3, ny=10, nx=12)
     spec = tmp_path / "spec.yaml"
-    spec.write_text("root: ./lake\ndatasets:\n  - id: sst\n    cube: {netcdf: 'data/*.nc'}\n")
+    spec.write_text(
+        "root: ./lake\ndatasets:\n  - id: sst\n    cube: {netcdf: 'data/*.nc'}\n"
+        "    metadata: {license: CC-BY-4.0}\n"
+    )
     args = ["build", str(spec), "--scheduler", client.scheduler.address]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output

@@ -32,8 +32,8 @@ GOOD = {
 
 def _run(tmp: Path, client: Client, table: dict[str, Any], *extra: str) -> tuple[int, str]:
     spec = tmp / "spec.yaml"
-    spec.write_text(yaml.safe_dump({"root": str(tmp / "lake"),
-                                    "datasets": [{"id": "occ", "table": table}]}))  # fmt: skip
+    dataset = {"id": "occ", "table": table, "metadata": {"license": "CC0-1.0"}}
+    spec.write_text(yaml.safe_dump({"root": str(tmp / "lake"), "datasets": [dataset]}))
     result = CliRunner().invoke(
         app, ["build", str(spec), "--scheduler", client.scheduler.address, *extra]
     )

@@ -204,11 +204,61 @@ class TableSource(_Model):
         return next((arg for kind, arg in self.partitions if kind == "year"), None)
 
 
+_DOI = re.compile(r"^10\.\d{4,9}/[^\s]+$")
+
+
+class Provider(_Model):
+    name: str = Field(min_length=1)
+    roles: list[Literal["licensor", "producer", "processor", "host"]] = Field(default_factory=list)
+    url: str | None = None
+    description: str | None = None
+
+
+class Metadata(_Model):
+    """What the catalogue says about a dataset (STAC Collection fields)."""
+
+    title: str | None = None
+    description: str | None = None
+    keywords: list[str] = Field(default_factory=list)
+    license: str | None = None
+    """An SPDX licence id or expression (``CC-BY-4.0``), or ``other`` with ``license_url``."""
+    license_url: str | None = None
+    providers: list[Provider] = Field(default_factory=list)
+    doi: str | None = None
+    """A DOI name such as ``10.14284/123`` (no ``https://doi.org/`` prefix)."""
+    citation: str | None = None
+
+    @field_validator("doi")
+    @classmethod
+    def _doi(cls, value: str | None) -> str | None:
+        if value is not None:
+            value = value.removeprefix("https://doi.org/").removeprefix("doi:")
+            if not _DOI.match(value):
+                raise ValueError(f"{value!r} is not a DOI: use the form 10.NNNN/suffix")
+        return value
+
+    @field_validator("license")
+    @classmethod
+    def _license(cls, value: str | None) -> str | None:
+        if value is None or value == "other":
+            return value
+        from license_expression import get_spdx_licensing
+
+        problems = get_spdx_licensing().validate(value).errors
+        if problems:
+            raise ValueError(
+                f"{value!r} is not an SPDX licence id or expression ({'; '.join(problems)}): "
+                "use an id from https://spdx.org/licenses/ such as CC-BY-4.0, or `other` "
+                "with `license_url`"
+            )
+        return value
+
+
 class Dataset(_Model):
     id: DatasetId
     cube: CubeSource | None = None
     table: TableSource | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=Metadata)
     """Descriptive metadata (title, licence, providers, DOI, keywords) for the catalogue."""
 
     @model_validator(mode="after")
@@ -237,6 +287,23 @@ class Spec(_Model):
                 raise ValueError(f"dataset id {ds.id!r} is used twice")
             seen[key] = ds.id
         return self
+
+    def check_catalogue(self, source: str = "spec") -> None:
+        """Every dataset carries what a catalogue needs (called before a build starts)."""
+        for i, ds in enumerate(self.datasets):
+            meta = ds.metadata
+            if meta.license is None:
+                raise SpecError(
+                    f"{source}: datasets[{i}].metadata.license",
+                    f"dataset {ds.id} has no licence, and data without one cannot be reused",
+                    "give an SPDX id such as CC-BY-4.0 or CC0-1.0 (see https://spdx.org/licenses/)",
+                )
+            if meta.license == "other" and not meta.license_url:
+                raise SpecError(
+                    f"{source}: datasets[{i}].metadata.license_url",
+                    "licence `other` needs the address of the licence text",
+                    "give `license_url`, or an SPDX id as `license`",
+                )
 
     def dataset(self, dataset_id: str) -> Dataset:
         for ds in self.datasets:

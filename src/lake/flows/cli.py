@@ -78,10 +78,12 @@ def build(
     from lake.flows.cubes import build_cube
     from lake.flows.tables import build_table
     from lake.spec import Spec, load_spec
+    from lake.stac.catalog import write_catalogue
 
     parsed: Spec | None = None
     try:
         parsed = load_spec(spec)
+        parsed.check_catalogue(str(spec))
         datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
         root = Root(parsed.root, parsed.storage_options)
         root.check_writable()
@@ -110,6 +112,7 @@ def build(
                 else:
                     table_result = build_table(client, root, dataset, progress, full_refresh)
                     results.append(_table_row(table_result))
+            catalogue = write_catalogue(root, parsed, only=[d.id for d in datasets])
     except LakeError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(int(exc.exit_code)) from None
@@ -133,6 +136,41 @@ def build(
     for row in results:
         table.add_row(*row)
     out.print(table)
+    out.print(
+        f"catalogue: {root.display}/catalog.json, {catalogue.collections} collection(s) "
+        f"refreshed, {catalogue.items} items ({catalogue.written} written, "
+        f"{catalogue.removed} removed)",
+        highlight=False,
+    )
+
+
+@app.command()
+def validate(
+    root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
+    schemas: Annotated[
+        Path | None,
+        typer.Option(help="A folder of schemas with index.json (default: fetch by URL)."),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")
+    ] = None,
+) -> None:
+    """Check every catalogue document and GeoParquet file against the official schemas."""
+    from lake.stac.validate import Schemas, validate_lake
+
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    try:
+        lake = Root(root, options)
+        count, problems = validate_lake(lake, Schemas(schemas))
+    except LakeError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+    for problem in problems:
+        out.print(escape(str(problem)), highlight=False)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {count} documents and files")
+        raise typer.Exit(int(ExitCode.SOURCE))
+    out.print(f"{count} documents and files valid", highlight=False)
 
 
 def _cube_row(r: CubeResult) -> list[str]:

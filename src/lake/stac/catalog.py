@@ -1,0 +1,258 @@
+"""The static STAC catalogue of a lake, written from what the lake holds.
+
+Layout::
+
+    catalog.json
+    <dataset>/collection.json
+    <dataset>/items/<item>.json
+    <dataset>/items.parquet          stac-geoparquet mirror of the items (role collection-mirror)
+    <dataset>/thumbnail.png
+    <dataset>/.stac-digests.json     sha256 of each item document, to rewrite only changes
+
+Links are relative; an absolute ``self`` link is added only when the spec gives
+``public_url``. Items are written first (only those whose content changed), then the
+mirror, then each collection, then ``catalog.json``: readers walking from the root never
+meet a collection that lists an item not yet written. Nothing from ``storage_options`` or a
+DSN can reach a document: documents are built from the lake and the spec's ``metadata``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description, describe
+
+if TYPE_CHECKING:
+    from lake.spec import Dataset, Spec
+    from lake.storage import Root
+
+DIGESTS = ".stac-digests.json"
+MIRROR_CHUNK = 10_000
+
+
+@dataclass
+class CatalogueResult:
+    collections: int = 0
+    items: int = 0
+    written: int = 0
+    removed: int = 0
+
+
+def _dumps(doc: dict[str, Any], indent: int | None = None) -> bytes:
+    return json.dumps(doc, indent=indent, ensure_ascii=False).encode()
+
+
+def _software() -> dict[str, str]:
+    out = {}
+    for name in ("marine-lake", "zarr", "xarray", "pyarrow", "dask"):
+        try:
+            out[name] = version(name)
+        except Exception:
+            continue
+    return out
+
+
+def _public(spec: Spec, *parts: str) -> str | None:
+    if not spec.public_url:
+        return None
+    return "/".join([spec.public_url.rstrip("/"), *parts])
+
+
+def _collection(spec: Spec, dataset: Dataset, d: Description, item_ids: list[str],
+                has_thumbnail: bool, has_mirror: bool) -> dict[str, Any]:  # fmt: skip
+    meta = dataset.metadata
+    extensions = [*d.extensions, EXT["processing"]]
+    links: list[dict[str, Any]] = [
+        {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+        {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
+    ]
+    self_url = _public(spec, dataset.id, "collection.json")
+    if self_url:
+        links.append({"rel": "self", "href": self_url, "type": "application/json"})
+    license_url = meta.license_url or (
+        f"https://spdx.org/licenses/{meta.license}.html"
+        if meta.license and meta.license != "other" and " " not in meta.license
+        else None
+    )
+    if license_url:
+        links.append({"rel": "license", "href": license_url, "title": meta.license})
+    fields: dict[str, Any] = {}
+    if meta.doi:
+        extensions.append(EXT["scientific"])
+        fields["sci:doi"] = meta.doi
+        links.append({"rel": "cite-as", "href": f"https://doi.org/{meta.doi}"})
+    if meta.citation:
+        if EXT["scientific"] not in extensions:
+            extensions.append(EXT["scientific"])
+        fields["sci:citation"] = meta.citation
+    links += [{"rel": "item", "href": f"./items/{i}.json", "type": "application/geo+json"}
+              for i in item_ids]  # fmt: skip
+    providers = [p.model_dump(exclude_none=True) for p in meta.providers]
+    source = "NetCDF files" if d.kind == "cube" else "PostgreSQL"
+    written = "a Zarr v3 cube" if d.kind == "cube" else "hive-partitioned GeoParquet 1.1"
+    # The processing extension puts lineage on the processor's provider entry.
+    providers.append({
+        "name": "marine-lake", "roles": ["processor"],
+        "url": "https://pypi.org/project/marine-lake/",
+        "processing:lineage": f"Converted from {source} to {written} by marine-lake.",
+        "processing:software": _software(),
+    })  # fmt: skip
+    assets = dict(d.assets)
+    if has_mirror:
+        assets["items"] = {
+            "href": "./items.parquet", "type": MEDIA_PARQUET, "roles": ["collection-mirror"],
+            "title": "The items of this collection as stac-geoparquet",
+        }  # fmt: skip
+    if has_thumbnail:
+        assets["thumbnail"] = {"href": "./thumbnail.png", "type": "image/png",
+                               "roles": ["thumbnail"], "title": "Preview"}  # fmt: skip
+    return {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": sorted(set(extensions)),
+        "id": dataset.id,
+        "title": meta.title or dataset.id,
+        "description": meta.description or meta.title or f"{d.kind} dataset {dataset.id}",
+        "keywords": meta.keywords,
+        "license": meta.license or "other",
+        "providers": providers,
+        "extent": {
+            "spatial": {"bbox": [d.bbox or [-180.0, -90.0, 180.0, 90.0]]},
+            "temporal": {"interval": [d.interval]},
+        },
+        "summaries": d.summaries,
+        "assets": assets,
+        "links": links,
+        **d.fields,
+        **fields,
+    }
+
+
+def _with_links(item: dict[str, Any], spec: Spec, dataset: str) -> dict[str, Any]:
+    links = [
+        {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
+        {"rel": "parent", "href": "../collection.json", "type": "application/json"},
+        {"rel": "collection", "href": "../collection.json", "type": "application/json"},
+    ]
+    self_url = _public(spec, dataset, "items", f"{item['id']}.json")
+    if self_url:
+        links.append({"rel": "self", "href": self_url, "type": "application/geo+json"})
+    return {**item, "links": links}
+
+
+def _read_json(root: Root, path: str) -> Any:
+    try:
+        with root.fs().open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def write_collection(root: Root, spec: Spec, dataset: Dataset, result: CatalogueResult) -> None:
+    """Write one dataset's items (changed ones only), mirror, thumbnail and collection."""
+    d = describe(root, dataset)
+    fs = root.fs()
+    digests_path = root.path(dataset.id, DIGESTS)
+    old: dict[str, str] = _read_json(root, digests_path) or {}
+    new: dict[str, str] = {}
+    ids: list[str] = []
+
+    def documents() -> Iterator[dict[str, Any]]:
+        for item in d.items():
+            full = _with_links(item, spec, dataset.id)
+            data = _dumps(full)
+            digest = hashlib.sha256(data).hexdigest()
+            ids.append(item["id"])
+            new[item["id"]] = digest
+            if old.get(item["id"]) != digest:
+                path = root.path(dataset.id, "items", f"{item['id']}.json")
+                if root.local:
+                    root.put(path, data)
+                else:
+                    fs.pipe_file(path, data)
+                result.written += 1
+            yield full
+
+    mirror = _write_mirror(root, dataset.id, documents())
+    result.items += len(ids)
+    gone = [i for i in old if i not in new]
+    if gone:
+        fs.rm([root.path(dataset.id, "items", f"{i}.json") for i in gone])
+        result.removed += len(gone)
+    png = d.thumbnail() if d.thumbnail else None
+    if png:
+        root.put(root.path(dataset.id, "thumbnail.png"), png)
+    root.put(digests_path, _dumps(new))
+    collection = _collection(spec, dataset, d, ids, png is not None, mirror)
+    root.put(root.path(dataset.id, "collection.json"), _dumps(collection, indent=1))
+    result.collections += 1
+
+
+def _write_mirror(root: Root, dataset: str, items: Iterator[dict[str, Any]]) -> bool:
+    """Stream the items into ``items.parquet`` (stac-geoparquet), chunk by chunk."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow
+
+    with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
+        # Chunks go to disk while the schema is inferred: memory stays bounded.
+        reader = parse_stac_items_to_arrow(
+            items, chunk_size=MIRROR_CHUNK, schema="ChunksToDisk", tmpdir=tmp
+        )
+        return _write_batches(root, dataset, reader, pq)
+
+
+def _write_batches(root: Root, dataset: str, reader: Any, pq: Any) -> bool:
+    path = root.path(dataset, "items.parquet.partial" if root.local else "items.parquet")
+    written = False
+    with root.open_write(path) as handle:
+        writer: pq.ParquetWriter | None = None
+        for batch in reader:
+            if writer is None:
+                writer = pq.ParquetWriter(handle, reader.schema, compression="zstd")
+            writer.write_batch(batch)
+            written = True
+        if writer is not None:
+            writer.close()
+    if root.local:
+        import os
+
+        os.replace(path, root.path(dataset, "items.parquet"))
+    return written
+
+
+def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> CatalogueResult:
+    """(Re)write the catalogue; ``only`` limits which collections are refreshed."""
+    result = CatalogueResult()
+    fs = root.fs()
+    for dataset in spec.datasets:
+        if only is not None and dataset.id not in only:
+            continue
+        write_collection(root, spec, dataset, result)
+    links: list[dict[str, Any]] = [
+        {"rel": "root", "href": "./catalog.json", "type": "application/json"}
+    ]
+    self_url = _public(spec, "catalog.json")
+    if self_url:
+        links.append({"rel": "self", "href": self_url, "type": "application/json"})
+    for dataset in spec.datasets:
+        if fs.exists(root.path(dataset.id, "collection.json")):
+            links.append({"rel": "child", "href": f"./{dataset.id}/collection.json",
+                          "type": "application/json",
+                          "title": dataset.metadata.title or dataset.id})  # fmt: skip
+    catalog = {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": "lake",
+        "title": spec.title,
+        "description": spec.description or spec.title,
+        "links": links,
+    }
+    root.put(root.path("catalog.json"), _dumps(catalog, indent=1))
+    return result

@@ -1,0 +1,424 @@
+"""What was written, as STAC: one Collection per dataset and its Items.
+
+Everything here reads the lake (cube groups, table manifests and Parquet footers), never the
+sources; the spec contributes only descriptive metadata.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lake.errors import TargetError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from lake.spec import Dataset
+    from lake.storage import Root
+    from lake.tablestore import Manifest
+
+STAC_VERSION = "1.1.0"
+EXT = {
+    "datacube": "https://stac-extensions.github.io/datacube/v2.3.0/schema.json",
+    "table": "https://stac-extensions.github.io/table/v1.2.0/schema.json",
+    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "scientific": "https://stac-extensions.github.io/scientific/v1.0.0/schema.json",
+    "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "projection": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "zarr": "https://stac-extensions.github.io/zarr/v1.1.0/schema.json",
+}
+MEDIA_ZARR = "application/vnd.zarr; version=3"
+MEDIA_PARQUET = "application/vnd.apache.parquet"
+LAYOUTS = ("maps", "timeseries")
+
+
+@dataclass
+class Description:
+    """A dataset's collection fields (without links) and a lazy stream of its items."""
+
+    dataset: str
+    kind: str
+    extensions: list[str]
+    bbox: list[float] | None
+    interval: list[str | None]
+    assets: dict[str, dict[str, Any]]
+    fields: dict[str, Any] = field(default_factory=dict)
+    summaries: dict[str, Any] = field(default_factory=dict)
+    items: Any = None
+    """A callable returning an iterator of item dicts (without links)."""
+    thumbnail: Any = None
+    """A callable returning PNG bytes, or None."""
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            return None
+        return str(np.datetime_as_string(value, unit="s")) + "Z"
+    if hasattr(value, "isoformat"):
+        text = str(value.isoformat())
+        if "T" not in text:
+            text += "T00:00:00"
+        text = text.replace("+00:00", "")
+        return text if text.endswith("Z") else text + "Z"
+    return str(value)
+
+
+def _geometry(bbox: list[float] | None) -> dict[str, Any] | None:
+    if bbox is None:
+        return None
+    xmin, ymin, xmax, ymax = bbox
+    if xmin == xmax and ymin == ymax:
+        return {"type": "Point", "coordinates": [xmin, ymin]}
+    return {
+        "type": "Polygon",
+        "coordinates": [[[xmin, ymin], [xmax, ymin], [xmax, ymax], [xmin, ymax], [xmin, ymin]]],
+    }
+
+
+# --------------------------------------------------------------------------- cubes
+
+
+def _open_layout(root: Root, dataset: str, layout: str) -> xr.Dataset | None:
+    import xarray as xr
+
+    fs = root.fs()
+    if not fs.exists(root.path(dataset, f"{layout}.zarr", "zarr.json")):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        opened: xr.Dataset = xr.open_zarr(
+            root.zarr_store(dataset, f"{layout}.zarr", read_only=True),
+            consolidated=True,
+            zarr_format=3,
+            chunks=None,
+        )
+    return opened
+
+
+def _step(values: np.ndarray) -> float | None:
+    if values.size < 2:
+        return None
+    diffs = np.diff(values.astype(np.float64))
+    return float(diffs[0]) if np.allclose(diffs, diffs[0], rtol=1e-6) else None
+
+
+def _time_step(values: np.ndarray) -> str | None:
+    if values.size < 2 or not np.issubdtype(values.dtype, np.datetime64):
+        return None
+    seconds = np.diff(values.astype("datetime64[s]").astype(np.int64))
+    if not np.all(seconds == seconds[0]) or seconds[0] <= 0:
+        return None
+    step = int(seconds[0])
+    if step % 86400 == 0:
+        return f"P{step // 86400}D"
+    return f"PT{step}S"
+
+
+def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
+    dims: dict[str, Any] = {}
+    for name in ds.dims:
+        values = np.asarray(ds[name].values) if name in ds.coords else np.arange(ds.sizes[name])
+        entry: dict[str, Any]
+        if name == "time":
+            entry = {"type": "temporal", "extent": [_iso(values.min()), _iso(values.max())]}
+            step = _time_step(values)
+            if step:
+                entry["step"] = step
+        elif name in ("latitude", "longitude"):
+            entry = {
+                "type": "spatial",
+                "axis": "y" if name == "latitude" else "x",
+                "extent": [float(values.min()), float(values.max())],
+                "reference_system": 4326,
+            }
+            spacing = _step(values)
+            if spacing is not None:
+                entry["step"] = spacing
+        elif name == "depth" and np.issubdtype(values.dtype, np.number):
+            entry = {"type": "spatial", "axis": "z",
+                     "extent": [float(values.min()), float(values.max())]}  # fmt: skip
+            unit = ds[name].attrs.get("units")
+            if unit:
+                entry["unit"] = str(unit)
+        else:
+            entry = {"type": "other"}
+            if values.size and np.issubdtype(values.dtype, np.number):
+                entry["extent"] = [float(values.min()), float(values.max())]
+        dims[str(name)] = entry
+    return dims
+
+
+def _chunking(root: Root, dataset: str, layout: str) -> dict[str, tuple[list[int], list[int]]]:
+    """(inner chunk shape, shard shape) of each array, from the consolidated group document."""
+    import json
+
+    with root.fs().open(root.path(dataset, f"{layout}.zarr", "zarr.json"), "rb") as handle:
+        doc = json.loads(handle.read())
+    out = {}
+    for name, meta in doc.get("consolidated_metadata", {}).get("metadata", {}).items():
+        if meta.get("node_type") != "array":
+            continue
+        outer = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        inner = outer
+        for codec in meta.get("codecs", []):
+            if codec.get("name") == "sharding_indexed":
+                inner = list(codec["configuration"]["chunk_shape"])
+        out[name] = (inner, outer)
+    return out
+
+
+def _variables(
+    ds: xr.Dataset, chunking: dict[str, tuple[list[int], list[int]]] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, var in ds.data_vars.items():
+        entry: dict[str, Any] = {
+            "dimensions": [str(d) for d in var.dims],
+            "type": "data" if "time" in var.dims else "auxiliary",
+            "data_type": str(var.dtype) if var.dtype.kind in "iufb" else "other",
+            "shape": [int(n) for n in var.shape],
+        }
+        if chunking and str(name) in chunking:
+            entry["chunks"], entry["shards"] = chunking[str(name)]
+        for key in ("units", "long_name", "standard_name"):
+            if key in var.attrs:
+                target = {"units": "unit", "long_name": "description"}.get(key, key)
+                if target == "standard_name":
+                    continue
+                entry[target] = str(var.attrs[key])
+        out[str(name)] = entry
+    return out
+
+
+def describe_cube(root: Root, dataset: Dataset) -> Description | None:
+    layouts = {name: _open_layout(root, dataset.id, name) for name in LAYOUTS}
+    opened = {k: v for k, v in layouts.items() if v is not None}
+    if not opened:
+        return None
+    first = next(iter(opened.values()))
+    dims = _dimensions(first)
+    bbox = None
+    if "latitude" in dims and "longitude" in dims:
+        lon, lat = dims["longitude"]["extent"], dims["latitude"]["extent"]
+        bbox = [lon[0], lat[0], lon[1], lat[1]]
+    interval = list(dims.get("time", {}).get("extent", [None, None]))
+    assets: dict[str, dict[str, Any]] = {}
+    for name, ds in opened.items():
+        assets[name] = {
+            "href": f"./{name}.zarr",
+            "type": MEDIA_ZARR,
+            "title": f"{name} layout: chunks " + (
+                "span space, short in time" if name == "maps" else "span time, small in space"
+            ),
+            "roles": ["data"],
+            "zarr:consolidated": True,
+            "zarr:node_type": "group",
+            "zarr:zarr_format": 3,
+            "cube:variables": _variables(ds, _chunking(root, dataset.id, name)),
+        }  # fmt: skip
+    variables = _variables(first)
+    fields = {"cube:dimensions": dims, "cube:variables": variables}
+    summaries = {"variables": sorted(variables)}
+
+    def items() -> Iterator[dict[str, Any]]:
+        yield {
+            "type": "Feature",
+            "stac_version": STAC_VERSION,
+            "stac_extensions": [EXT["datacube"], EXT["zarr"]],
+            "id": dataset.id,
+            "geometry": _geometry(bbox),
+            **({"bbox": bbox} if bbox else {}),
+            "properties": {
+                "datetime": None,
+                "start_datetime": interval[0],
+                "end_datetime": interval[1],
+                "cube:dimensions": dims,
+                "cube:variables": variables,
+            },
+            "assets": {
+                name: {
+                    **{k: v for k, v in asset.items() if k != "cube:variables"},
+                    "href": f"../{name}.zarr",
+                }
+                for name, asset in assets.items()
+            },
+            "collection": dataset.id,
+        }
+
+    def thumbnail() -> bytes | None:
+        from lake.stac.thumbnails import cube_thumbnail
+
+        return cube_thumbnail(opened.get("maps", first))
+
+    return Description(
+        dataset.id, "cube", [EXT["datacube"], EXT["zarr"]], bbox, interval, assets,
+        fields, summaries, items, thumbnail,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _columns(root: Root, dataset: str, manifest: Manifest) -> list[dict[str, str]]:
+    import pyarrow.parquet as pq
+
+    if not manifest.files:
+        return []
+    with root.fs().open(root.path(dataset, manifest.files[0].path), "rb") as handle:
+        schema = pq.read_schema(handle)
+    columns = [{"name": f.name, "type": str(f.type)} for f in schema]
+    for name in manifest.files[0].partition:
+        columns.append({"name": name, "type": "partition (from the folder name)"})
+    return columns
+
+
+def _multihash(sha256_hex: str) -> str:
+    return "1220" + sha256_hex
+
+
+def _union(boxes: list[list[float] | None]) -> list[float] | None:
+    real = [b for b in boxes if b]
+    if not real:
+        return None
+    arr = np.asarray(real, dtype=np.float64)
+    return [float(arr[:, 0].min()), float(arr[:, 1].min()),
+            float(arr[:, 2].max()), float(arr[:, 3].max())]  # fmt: skip
+
+
+def _to_wgs84(bbox: list[float] | None, srid: int | None) -> list[float] | None:
+    if bbox is None or srid in (None, 4326, 4258):
+        return bbox
+    from pyproj import Transformer
+
+    transformer = Transformer.from_crs(f"EPSG:{srid}", "OGC:CRS84", always_xy=True)
+    out = transformer.transform_bounds(bbox[0], bbox[1], bbox[2], bbox[3])
+    if not all(math.isfinite(v) for v in out):
+        return None
+    return [float(v) for v in out]
+
+
+def item_id(dataset: str, partition: str) -> str:
+    """A path-safe item id from a partition path: ``year=2015/cell=x`` → ``ds.year-2015.cell-x``."""
+    if not partition:
+        return dataset
+    safe = partition.replace("/", ".").replace("=", "-").replace("%", "_")
+    return f"{dataset}.{safe}"
+
+
+def describe_table(root: Root, dataset: Dataset) -> Description | None:
+    from lake.tablestore import read_manifest
+
+    manifest = read_manifest(root, dataset.id)
+    if manifest is None:
+        return None
+    srid = manifest.source.get("crs_srid")
+    columns = _columns(root, dataset.id, manifest)
+    groups: dict[str, list[Any]] = {}
+    for info in manifest.files:
+        key = "/".join(f"{k}={v}" for k, v in info.partition.items())
+        groups.setdefault(key, []).append(info)
+    bbox = _to_wgs84(_union([f.bbox for f in manifest.files]), srid)
+    starts = [f.time[0] for f in manifest.files if f.time and f.time[0]]
+    ends = [f.time[1] for f in manifest.files if f.time and f.time[1]]
+    interval = [_iso_text(min(starts)) if starts else None, _iso_text(max(ends)) if ends else None]
+    if interval == [None, None]:
+        interval = [manifest.updated or None, None]
+    extensions = [EXT["table"], EXT["file"]] + ([EXT["projection"]] if srid else [])
+    primary = manifest.geometry_column
+    assets: dict[str, dict[str, Any]] = {
+        "data": {
+            "href": "./data/",
+            "type": MEDIA_PARQUET,
+            "title": "GeoParquet dataset (hive partitions)",
+            "roles": ["data"],
+            "table:primary_geometry": primary,
+            "table:row_count": manifest.rows,
+        },
+        "manifest": {
+            "href": "./table.json",
+            "type": "application/json",
+            "title": "Files with sizes, checksums, bboxes and time ranges",
+            "roles": ["metadata"],
+        },
+    }
+    fields = {"table:columns": columns, "table:primary_geometry": primary,
+              "table:row_count": manifest.rows}  # fmt: skip
+    types = sorted({t for f in manifest.files for t in f.geometry_types})
+    summaries: dict[str, Any] = {"geometry_types": types}
+    if srid:
+        summaries["proj:code"] = [f"EPSG:{srid}"]
+
+    def items() -> Iterator[dict[str, Any]]:
+        for key, files in sorted(groups.items()):
+            box = _to_wgs84(_union([f.bbox for f in files]), srid)
+            starts = [f.time[0] for f in files if f.time and f.time[0]]
+            ends = [f.time[1] for f in files if f.time and f.time[1]]
+            props: dict[str, Any] = {
+                "table:columns": columns,
+                "table:primary_geometry": primary,
+                "table:row_count": sum(f.rows for f in files),
+            }
+            if starts and ends:
+                props.update(datetime=None, start_datetime=_iso_text(min(starts)),
+                             end_datetime=_iso_text(max(ends)))  # fmt: skip
+            else:
+                props["datetime"] = manifest.updated or None
+            if srid:
+                props["proj:code"] = f"EPSG:{srid}"
+            yield {
+                "type": "Feature",
+                "stac_version": STAC_VERSION,
+                "stac_extensions": extensions,
+                "id": item_id(dataset.id, key),
+                "geometry": _geometry(box),
+                **({"bbox": box} if box else {}),
+                "properties": props,
+                "assets": {
+                    f.path.rsplit("/", 1)[-1].removesuffix(".parquet"): {
+                        "href": f"../{f.path}",
+                        "type": MEDIA_PARQUET,
+                        "roles": ["data"],
+                        "file:size": f.bytes,
+                        "file:checksum": _multihash(f.sha256),
+                        "table:row_count": f.rows,
+                    }
+                    for f in files
+                },
+                "collection": dataset.id,
+            }
+
+    def thumbnail() -> bytes | None:
+        from lake.stac.thumbnails import table_thumbnail
+
+        return table_thumbnail(root, dataset.id, manifest)
+
+    return Description(
+        dataset.id, "table", extensions, bbox, interval, assets, fields, summaries, items,
+        thumbnail,
+    )  # fmt: skip
+
+
+def _iso_text(value: str) -> str:
+    if "T" not in value:
+        value += "T00:00:00"
+    return value if value.endswith("Z") or "+" in value[10:] else value + "Z"
+
+
+def describe(root: Root, dataset: Dataset) -> Description:
+    found = describe_table(root, dataset) if dataset.table else describe_cube(root, dataset)
+    if found is None:
+        raise TargetError(
+            f"{root.display}/{dataset.id}",
+            "holds nothing published to describe",
+            "build the dataset first (`lake build SPEC --only ID`)",
+        )
+    return found

@@ -1,0 +1,246 @@
+"""The static STAC catalogue: written from the lake, valid, read by real clients."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from pgdata import execute
+from typer.testing import CliRunner
+
+from lake.errors import ExitCode
+from lake.flows.cli import app
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+pytestmark = pytest.mark.postgres
+
+SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+
+
+def _spec(tmp: Path, **changes: Any) -> Path:
+    doc: dict[str, Any] = {
+        "root": str(tmp / "lake"),
+        "title": "Test lake",
+        "storage_options": {"secret_access_key": "NEVER-IN-A-DOCUMENT-42"},
+        "datasets": [
+            {
+                "id": "sst",
+                "cube": {"netcdf": str(tmp / "src" / "*.nc")},
+                "metadata": {
+                    "title": "Sea temperature", "license": "CC-BY-4.0",
+                    "doi": "10.48670/moi-00027", "citation": "E.U. Copernicus Marine Service",
+                    "keywords": ["temperature", "ocean"],
+                    "providers": [{"name": "Copernicus Marine", "roles": ["producer", "licensor"],
+                                   "url": "https://marine.copernicus.eu"}],
+                },
+            },
+            {
+                "id": "occ",
+                "table": {
+                    "postgres": {"dsn_env": "LAKE_TEST_SOURCE", "table": "occ"},
+                    "geometry": {"lon": "lon", "lat": "lat"},
+                    "partition_by": ["year(eventdate)"],
+                    "incremental": {"column": "modified"},
+                },
+                "metadata": {"title": "Occurrences", "license": "CC0-1.0"},
+            },
+        ],
+    }  # fmt: skip
+    doc.update(changes)
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _run(client: Client, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [*args, "--scheduler", client.scheduler.address]
+                                if args[0] == "build" else list(args))  # fmt: skip
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.fixture
+def lake(tmp_path: Path, client: Client, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from lake.samples import write_daily_product
+
+    write_daily_product(tmp_path / "src", start="2024-05-01", days=4, ny=24, nx=36)
+    execute(
+        pg_dsn,
+        "CREATE TABLE occ (id int PRIMARY KEY, eventdate timestamptz NOT NULL, lon float8, "
+        "lat float8, modified timestamptz NOT NULL DEFAULT clock_timestamp())",
+        "INSERT INTO occ (id, eventdate, lon, lat) SELECT i, "
+        "'2019-12-30'::timestamptz + i * interval '1 day', i % 40 - 20, i % 30 + 30 "
+        "FROM generate_series(1, 800) i",
+    )
+    monkeypatch.setenv("LAKE_TEST_SOURCE", pg_dsn)
+    code, output = _run(client, "build", str(_spec(tmp_path)))
+    assert code == 0, output
+    assert "catalogue:" in output
+    return tmp_path / "lake"
+
+
+def _offline_validator() -> Any:
+    from pystac.validation import JsonSchemaSTACValidator
+
+    validator = JsonSchemaSTACValidator()
+    index = json.loads((SCHEMAS / "index.json").read_text())
+    for url, path in index.items():
+        schema = json.loads((SCHEMAS / path).read_text())
+        validator.schema_cache[url] = schema
+        validator.schema_cache[url + "#"] = schema
+    return validator
+
+
+def test_catalogue_is_valid_and_walkable(lake: Path, client: Client) -> None:
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"{SCHEMAS} is absent: the shared schemas sit beside the project root")
+    code, output = _run(client, "validate", str(lake), "--schemas", str(SCHEMAS))
+    assert code == 0, output
+    assert "documents and files valid" in output
+
+    import pystac
+    from pystac.validation import set_validator
+
+    set_validator(_offline_validator())
+    catalog = pystac.Catalog.from_file(str(lake / "catalog.json"))
+    assert catalog.validate_all() > 0
+    collections = {c.id: c for c in catalog.get_collections()}
+    assert set(collections) == {"sst", "occ"}
+
+    sst = collections["sst"]
+    assert sst.license == "CC-BY-4.0" and sst.title == "Sea temperature"
+    assert sst.extra_fields["sci:doi"] == "10.48670/moi-00027"
+    rels = {link.rel: link.href for link in sst.links}
+    assert rels["cite-as"] == "https://doi.org/10.48670/moi-00027"
+    assert rels["license"] == "https://spdx.org/licenses/CC-BY-4.0.html"
+    raw = json.loads((lake / "sst" / "collection.json").read_text())
+    assert all(link["rel"] != "self" and "://" not in link["href"]
+               for link in raw["links"] if link["rel"] not in ("license", "cite-as"))  # fmt: skip
+    assert {p.name for p in sst.providers or []} == {"Copernicus Marine", "marine-lake"}
+    assets = sst.assets
+    assert assets["maps"].media_type == "application/vnd.zarr; version=3"
+    assert assets["thumbnail"].roles == ["thumbnail"]
+    assert (lake / "sst" / "thumbnail.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert assets["items"].roles == ["collection-mirror"]
+    dims = sst.extra_fields["cube:dimensions"]
+    assert dims["time"]["extent"] == ["2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"]
+    assert dims["time"]["step"] == "P1D" and dims["latitude"]["reference_system"] == 4326
+    ts_vars = assets["timeseries"].extra_fields["cube:variables"]["thetao"]
+    maps_vars = assets["maps"].extra_fields["cube:variables"]["thetao"]
+    assert ts_vars["shape"] == maps_vars["shape"] == [4, 1, 24, 36]
+    import zarr
+
+    for layout, described in (("maps", maps_vars), ("timeseries", ts_vars)):
+        array = zarr.open_array(str(lake / "sst" / f"{layout}.zarr"), path="thetao", mode="r")
+        assert described["chunks"] == list(array.chunks)
+        assert described["shards"] == list(array.shards or array.chunks)
+    assert ts_vars["unit"] == "degrees_C"
+    [cube_item] = list(sst.get_items())
+    assert cube_item.properties["start_datetime"] == "2024-05-01T00:00:00Z"
+
+    occ = collections["occ"]
+    items = list(occ.get_items())
+    assert sorted(i.id for i in items) == [f"occ.year-{y}" for y in (2019, 2020, 2021, 2022)]
+    manifest = json.loads((lake / "occ" / "table.json").read_text())
+    assert sum(i.properties["table:row_count"] for i in items) == manifest["rows"] == 800
+    for item in items:
+        for asset in item.assets.values():
+            path = Path(asset.get_absolute_href() or "")
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            assert asset.extra_fields["file:checksum"] == "1220" + digest
+            assert asset.extra_fields["file:size"] == path.stat().st_size
+        assert item.properties["table:primary_geometry"] == "geometry"
+        assert {c["name"] for c in item.properties["table:columns"]} >= {"id", "geometry", "bbox"}
+
+    # Credentials of the spec never reach a document.
+    for doc in lake.rglob("*.json"):
+        assert "NEVER-IN-A-DOCUMENT-42" not in doc.read_text()
+
+
+def test_clients_open_data_from_assets(lake: Path) -> None:
+    import geopandas as gpd
+    import pyarrow.parquet as pq
+    import pystac
+    import xarray as xr
+
+    item = pystac.Item.from_file(str(lake / "sst" / "items" / "sst.json"))
+    asset = item.assets["maps"]
+    # xpystac recognises `application/vnd.zarr` without the version parameter that the Zarr
+    # media type carries; it opens the same asset once the parameter is left out.
+    plain = asset.clone()
+    plain.href = asset.get_absolute_href() or ""
+    plain.media_type = "application/vnd.zarr"
+    cube = xr.open_dataset(plain, engine="stac")
+    assert cube.sizes["time"] == 4 and float(cube.thetao.isel(time=0).mean()) > 0
+    direct = xr.open_zarr(asset.get_absolute_href())
+    assert direct.thetao.shape == cube.thetao.shape
+
+    occ = pystac.Collection.from_file(str(lake / "occ" / "collection.json"))
+    data = occ.assets["data"].get_absolute_href()
+    frame = gpd.read_parquet(data)
+    assert len(frame) == occ.extra_fields["table:row_count"] == 800
+    mirror = pq.read_table(occ.assets["items"].get_absolute_href())
+    assert mirror.num_rows == 4 and "geometry" in mirror.column_names
+
+
+def test_update_rewrites_only_changed_items(
+    lake: Path, tmp_path: Path, client: Client, pg_dsn: str
+) -> None:
+    items = lake / "occ" / "items"
+    before = {p.name: p.stat().st_mtime_ns for p in items.iterdir()}
+    collection_before = (lake / "occ" / "collection.json").read_text()
+    execute(pg_dsn, "INSERT INTO occ (id, eventdate, lon, lat) VALUES (5000, '2023-01-01', 1, 1)")
+    code, output = _run(client, "build", str(_spec(tmp_path)))
+    assert code == 0, output
+    assert "6 items (1 written, 0 removed)" in output  # the cube item unchanged, year 2023 new
+    after = {p.name: p.stat().st_mtime_ns for p in items.iterdir()}
+    assert set(after) == {*before, "occ.year-2023.json"}
+    assert all(after[name] == stamp for name, stamp in before.items())
+    collection = json.loads((lake / "occ" / "collection.json").read_text())
+    assert collection["extent"]["temporal"]["interval"][0][1].startswith("2023-01-01")
+    assert collection != json.loads(collection_before)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment", "exit_code"),
+    [
+        ({"title": "x"}, "datasets[0].metadata.license: dataset sst has no licence",
+         ExitCode.SPEC),
+        ({"license": "CC-BY-5.0"}, "is not an SPDX licence id", ExitCode.SPEC),
+        ({"license": "CC-BY-4.0", "doi": "doi.org/abc"}, "is not a DOI", ExitCode.SPEC),
+        ({"license": "other"}, "licence `other` needs the address", ExitCode.SPEC),
+    ],
+    ids=["missing-licence", "unknown-spdx", "invalid-doi", "other-without-url"],
+)  # fmt: skip
+def test_bad_catalogue_metadata_stops_before_building(
+    tmp_path: Path, client: Client, metadata: dict[str, Any], fragment: str, exit_code: int
+) -> None:
+    spec = {
+        "root": str(tmp_path / "lake"),
+        "datasets": [{"id": "sst", "cube": {"netcdf": "nothing/*.nc"}, "metadata": metadata}],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, output = _run(client, "build", str(path))
+    assert code == exit_code, output
+    assert fragment in output and "Fix:" in output
+    assert not (tmp_path / "lake").exists()
+
+
+def test_validate_names_document_and_path(lake: Path, client: Client) -> None:
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"{SCHEMAS} is absent: the shared schemas sit beside the project root")
+    item = lake / "occ" / "items" / "occ.year-2020.json"
+    doc = json.loads(item.read_text())
+    doc["properties"]["table:row_count"] = "many"
+    del doc["assets"][next(iter(doc["assets"]))]["href"]
+    item.write_text(json.dumps(doc))
+    code, output = _run(client, "validate", str(lake), "--schemas", str(SCHEMAS))
+    assert code == ExitCode.SOURCE
+    assert "occ/items/occ.year-2020.json: $.properties['table:row_count']" in output
+    assert "'href' is a required property" in output
