@@ -244,3 +244,47 @@ def test_validate_names_document_and_path(lake: Path, client: Client) -> None:
     assert code == ExitCode.SOURCE
     assert "occ/items/occ.year-2020.json: $.properties['table:row_count']" in output
     assert "'href' is a required property" in output
+
+
+def test_lake_over_http(lake: Path) -> None:
+    """The same clients through `lake serve`: CORS, ranges, media types."""
+    import threading
+    import urllib.request
+
+    import geopandas as gpd
+    import pystac
+    import xarray as xr
+
+    from lake.serve import make_server
+
+    server = make_server(str(lake), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        request = urllib.request.Request(f"{base}/occ/table.json", headers={"Range": "bytes=2-9"})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 206 and len(response.read()) == 8
+            assert response.headers["Content-Range"].startswith("bytes 2-9/")
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        catalog = pystac.Catalog.from_file(f"{base}/catalog.json")
+        occ = catalog.get_child("occ")
+        assert occ is not None
+        items = list(occ.get_items())
+        assert len(items) == 4
+        asset = next(iter(items[0].assets.values()))
+        href = asset.get_absolute_href()
+        assert href is not None and href.startswith(base)
+        with urllib.request.urlopen(urllib.request.Request(href, method="HEAD")) as response:
+            assert response.headers["Content-Type"] == "application/vnd.apache.parquet"
+        frame = gpd.read_parquet(href)
+        assert len(frame) == items[0].properties["table:row_count"]
+        sst = catalog.get_child("sst")
+        assert sst is not None
+        cube = xr.open_zarr(sst.assets["timeseries"].get_absolute_href())
+        series = cube.thetao.isel(latitude=3, longitude=5).load()
+        local = xr.open_zarr(lake / "sst" / "timeseries.zarr").thetao.isel(latitude=3, longitude=5)
+        assert series.equals(local.load())
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -409,6 +409,23 @@ def test_table_on_s3(
                      "S90p0E000p0", "S90p0W090p0", "S90p0W180p0", "S90p0E090p0"}  # fmt: skip
     assert not fs.exists(f"{bucket}/lake/occ/.staging")
 
+    # The catalogue on object storage: written, then valid (offline schemas).
+    from lake.stac.catalog import write_catalogue
+    from lake.stac.validate import Schemas, validate_lake
+
+    spec_doc = {"root": root, "storage_options": options, "datasets": [
+        {"id": "occ", "table": spec, "metadata": {"license": "CC0-1.0"}}]}  # fmt: skip
+    parsed = parse_spec(spec_doc, "spec.yaml", tmp_path)
+    lake = Root(parsed.root, parsed.storage_options)
+    catalogue = write_catalogue(lake, parsed)
+    assert catalogue.items == len({f["path"].rsplit("/", 1)[0] for f in json.loads(
+        fs.cat_file(f"{bucket}/lake/occ/table.json"))["files"]})  # fmt: skip
+    schemas = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+    if schemas.is_dir():
+        count, problems = validate_lake(lake, Schemas(schemas))
+        assert not problems and count > catalogue.items
+    assert fs.exists(f"{bucket}/lake/occ/items.parquet")
+
 
 def test_hilbert_index_is_a_curve() -> None:
     """Every cell of a coarse grid gets its own index, and neighbours on the curve touch."""

@@ -198,6 +198,33 @@ def _table_row(r: TableResult) -> list[str]:
 
 
 @app.command()
+def serve(
+    root: Annotated[Path, typer.Argument(help="The lake's root folder.")],
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve a local lake over HTTP (CORS, range requests) for STAC Browser and clients."""
+    from lake.serve import make_server
+
+    if not (root / "catalog.json").is_file():
+        err.print(f"error: {root}: holds no catalog.json. Fix: give the root of a built lake.")
+        raise typer.Exit(int(ExitCode.SPEC))
+    server = make_server(str(root), host, port)
+    url = f"http://{host}:{server.server_address[1]}/catalog.json"
+    out.print(f"serving {root} at {url}", highlight=False)
+    out.print(
+        f"STAC Browser: https://radiantearth.github.io/stac-browser/#/external/{url}",
+        highlight=False,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command()
 def samples(
     folder: Annotated[Path, typer.Argument(help="Where to write the files.")],
     days: Annotated[int, typer.Option(min=1, help="Number of daily files.")] = 10,
