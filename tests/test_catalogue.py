@@ -288,3 +288,20 @@ def test_lake_over_http(lake: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_public_url_gives_absolute_self_links(lake: Path, tmp_path: Path) -> None:
+    from lake.spec import load_spec
+    from lake.stac.catalog import write_catalogue
+    from lake.storage import Root
+
+    spec = load_spec(_spec(tmp_path, public_url="https://lake.example.org/v1/"))
+    write_catalogue(Root(spec.root), spec)
+    catalog = json.loads((lake / "catalog.json").read_text())
+    item = json.loads((lake / "occ" / "items" / "occ.year-2020.json").read_text())
+    selfs = [link["href"] for doc in (catalog, item) for link in doc["links"]
+             if link["rel"] == "self"]  # fmt: skip
+    assert selfs == ["https://lake.example.org/v1/catalog.json",
+                     "https://lake.example.org/v1/occ/items/occ.year-2020.json"]  # fmt: skip
+    others = [link["href"] for link in item["links"] if link["rel"] != "self"]
+    assert all("://" not in href for href in others)

@@ -24,3 +24,12 @@ def test_format_layer_imports_neither_stac_nor_flows() -> None:
                 f"{path.name}: {n}" for n in names if n.startswith(("lake.stac", "lake.flows"))
             ]
     assert offenders == []
+
+
+def test_catalogue_reads_the_lake_without_the_wiring() -> None:
+    offenders = []
+    for path in (PACKAGE / "stac").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lake.flows"):
+                offenders.append(f"{path.name}: {node.module}")
+    assert offenders == []

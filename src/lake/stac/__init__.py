@@ -1,0 +1,1 @@
+"""The static STAC catalogue: describes what the lake holds, writes and validates it."""
