@@ -305,3 +305,13 @@ def test_public_url_gives_absolute_self_links(lake: Path, tmp_path: Path) -> Non
                      "https://lake.example.org/v1/occ/items/occ.year-2020.json"]  # fmt: skip
     others = [link["href"] for link in item["links"] if link["rel"] != "self"]
     assert all("://" not in href for href in others)
+
+
+def test_ls_lists_datasets(lake: Path, client: Client) -> None:
+    code, output = _run(client, "ls", str(lake))
+    assert code == 0, output
+    assert "sst" in output and "cube" in output
+    assert "occ" in output and "table" in output and "800" in output
+    assert "2019-12-31 .. 2022-03-09" in output
+    code, output = _run(client, "ls", str(lake / "nothing"))
+    assert code == 4 and "catalog.json: does not exist" in output

@@ -197,6 +197,34 @@ def _table_row(r: TableResult) -> list[str]:
     ]  # fmt: skip
 
 
+@app.command(name="ls")
+def list_datasets(
+    root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")
+    ] = None,
+) -> None:
+    """List the lake's datasets: kind, items, size, extents, last update."""
+    from lake.stac.listing import list_lake
+
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    try:
+        lake = Root(root, options)
+        entries = list_lake(lake)
+    except LakeError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+    table = Table(title=f"lake: {lake.display}")
+    for column in ("dataset", "kind", "items", "rows", "size", "bbox", "time", "updated"):
+        table.add_column(column, justify="right" if column in ("items", "rows", "size") else "left")
+    for e in entries:
+        bbox = "" if e.bbox is None else ", ".join(f"{v:.2f}" for v in e.bbox)
+        time = " .. ".join((v or "open")[:10] for v in e.interval)
+        rows = "" if e.rows is None else f"{e.rows:,}"
+        table.add_row(e.id, e.kind, str(e.items), rows, _size(e.size), bbox, time, e.updated or "")
+    out.print(table)
+
+
 @app.command()
 def serve(
     root: Annotated[Path, typer.Argument(help="The lake's root folder.")],
