@@ -103,3 +103,94 @@ def write_daily_product(
                 v[0] = np.where(np.isnan(field), np.float32(1e20), field).astype("float32")
         paths.append(path)
     return paths
+
+
+def write_mooring(
+    folder: str | Path,
+    start: str = "2024-01-01",
+    months: int = 3,
+    step_minutes: int = 60,
+    depths: tuple[float, ...] = (10.0, 50.0, 100.0),
+    site: str = "DEMO01",
+    seed: int = 1,
+) -> list[Path]:
+    """Write one OceanSITES-like NetCDF4 file per month of a fixed mooring; return paths.
+
+    ``TEMP`` and ``PSAL`` (TIME, DEPTH) with a daily cycle, a seasonal trend and sensor
+    noise, each with an int8 ``*_QC`` flag variable (OceanSITES/Argo flag scale: 1 good,
+    3 probably bad, 4 bad, 9 missing); ``LATITUDE``/``LONGITUDE`` of the site; CF time.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    first = pd.Timestamp(start)
+    paths = []
+    for m in range(months):
+        month_start = first + pd.DateOffset(months=m)
+        month_end = month_start + pd.DateOffset(months=1)
+        times = pd.date_range(month_start, month_end, freq=f"{step_minutes}min", inclusive="left")
+        hours = (times - pd.Timestamp("1950-01-01")).total_seconds().to_numpy() / 3600.0
+        day = 2 * np.pi * (hours % 24) / 24
+        season = 2 * np.pi * times.day_of_year.to_numpy() / 365.25
+        z = np.asarray(depths)[None, :]
+        temp = (12 + 3 * np.sin(season)[:, None] * np.exp(-z / 80) + 0.3 * np.sin(day)[:, None]
+                - 0.02 * z + rng.normal(0, 0.05, (len(times), len(depths))))  # fmt: skip
+        psal = 35.2 + 0.002 * z + rng.normal(0, 0.01, (len(times), len(depths)))
+        temp_qc = np.ones(temp.shape, dtype="i1")
+        psal_qc = np.ones(psal.shape, dtype="i1")
+        spikes = rng.random(temp.shape) < 0.002
+        temp[spikes] += 5
+        temp_qc[spikes] = 4
+        gaps = rng.random(psal.shape) < 0.001
+        psal[gaps] = 99999.0
+        psal_qc[gaps] = 9
+        path = folder / f"OS_{site}_{month_start:%Y%m}_D_TS.nc"
+        with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+            nc.data_type = "OceanSITES time-series data"
+            nc.format_version = "1.4"
+            nc.site_code = site
+            nc.Conventions = "CF-1.8 OceanSITES-1.4"
+            nc.title = f"Generated mooring {site}: temperature and salinity"
+            nc.featureType = "timeSeriesProfile"
+            nc.createDimension("TIME", None)
+            nc.createDimension("DEPTH", len(depths))
+            t = nc.createVariable("TIME", "f8", ("TIME",))
+            t.units = "days since 1950-01-01T00:00:00Z"
+            t.standard_name = "time"
+            t.axis = "T"
+            t.calendar = "standard"
+            t[:] = hours / 24.0
+            d = nc.createVariable("DEPTH", "f4", ("DEPTH",))
+            d.units = "m"
+            d.positive = "down"
+            d.standard_name = "depth"
+            d.axis = "Z"
+            d[:] = np.asarray(depths, dtype="f4")
+            for name, axis, value, standard in (("LATITUDE", "Y", 43.8, "latitude"),
+                                                 ("LONGITUDE", "X", 7.9, "longitude")):  # fmt: skip
+                v = nc.createVariable(name, "f4", ())
+                v.units = "degrees_north" if axis == "Y" else "degrees_east"
+                v.standard_name = standard
+                v.axis = axis
+                v.assignValue(value)
+            for name, values, flags, unit, standard in (
+                ("TEMP", temp, temp_qc, "degree_Celsius", "sea_water_temperature"),
+                ("PSAL", psal, psal_qc, "1e-3", "sea_water_practical_salinity"),
+            ):
+                var = nc.createVariable(name, "f4", ("TIME", "DEPTH"), zlib=True,
+                                        fill_value=np.float32(99999.0))  # fmt: skip
+                var.units = unit
+                var.standard_name = standard
+                var.ancillary_variables = f"{name}_QC"
+                var[:] = np.where(flags == 9, 99999.0, values).astype("f4")
+                qc = nc.createVariable(f"{name}_QC", "i1", ("TIME", "DEPTH"), zlib=True,
+                                       fill_value=np.int8(-127))  # fmt: skip
+                qc.long_name = f"quality flag of {name}"
+                qc.conventions = "OceanSITES reference table 2"
+                qc.flag_values = np.array([0, 1, 2, 3, 4, 7, 8, 9], dtype="i1")
+                qc.flag_meanings = ("no_qc_performed good_data probably_good_data "
+                                    "bad_data_that_are_potentially_correctable bad_data "
+                                    "nominal_value interpolated_value missing_value")  # fmt: skip
+                qc[:] = flags
+        paths.append(path)
+    return paths

@@ -74,6 +74,18 @@ def build(
     debug: Annotated[bool, typer.Option(help="Show tracebacks of unexpected errors.")] = False,
 ) -> None:
     """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
+    run_build(spec, only, scheduler, workers, full_refresh, debug)
+
+
+def run_build(
+    spec: Path,
+    only: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    full_refresh: bool = False,
+    debug: bool = False,
+) -> None:
+    """Build every dataset of ``spec`` (or ``only`` one), then the catalogue; print a summary."""
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import build_cube
     from lake.flows.tables import build_table
@@ -250,6 +262,57 @@ def serve(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Where to put sources and lake.")] = Path(
+        "lake-demo"
+    ),
+    schemas: Annotated[
+        Path | None,
+        typer.Option(help="A folder of schemas with index.json (default: fetch by URL)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local workers.")] = None,
+) -> None:
+    """The whole pipeline on generated data: NetCDF cubes and an embedded PostgreSQL."""
+    import os
+    import shutil
+    import tempfile
+    import time
+
+    from lake import demo as d
+    from lake.stac.validate import CORE, Schemas, validate_lake
+
+    started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    out.print(f"1/4 generating a daily gridded product and a mooring in {folder}/sources")
+    d.write_sources(folder)
+    pgdata = Path(tempfile.mkdtemp(prefix="lake-demo-pg-"))
+    try:
+        with d.embedded_database(pgdata) as dsn:
+            rows = d.fill_database(dsn)
+            out.print(f"2/4 embedded PostgreSQL with {rows:,} generated occurrences")
+            os.environ[d.DEMO_ENV] = dsn
+            out.print("3/4 building the lake")
+            run_build(d.write_spec(folder), workers=workers)
+    finally:
+        shutil.rmtree(pgdata, ignore_errors=True)
+    checker = Schemas(schemas)
+    try:
+        checker.load(CORE["Catalog"])
+    except Exception as exc:
+        out.print(f"4/4 validation skipped: the schemas cannot be fetched ({exc}); run "
+                  f"`lake validate {folder}/lake --schemas FOLDER` with a local copy")  # fmt: skip
+    else:
+        count, problems = validate_lake(Root(str(folder / "lake")), checker)
+        for problem in problems:
+            out.print(escape(str(problem)), highlight=False)
+        if problems:
+            raise typer.Exit(int(ExitCode.SOURCE))
+        out.print(f"4/4 {count} catalogue documents and GeoParquet files valid")
+    out.print(d.how_to_read(folder), highlight=False)
+    out.print(f"demo finished in {time.perf_counter() - started:.0f} s", highlight=False)
 
 
 @app.command()

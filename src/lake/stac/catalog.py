@@ -5,7 +5,7 @@ Layout::
     catalog.json
     <dataset>/collection.json
     <dataset>/items/<item>.json
-    <dataset>/items.parquet          stac-geoparquet mirror of the items (role collection-mirror)
+    <dataset>/items.parquet          stac-geoparquet mirror of the items with a geometry
     <dataset>/thumbnail.png
     <dataset>/.stac-digests.json     sha256 of each item document, to rewrite only changes
 
@@ -178,7 +178,8 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
                 result.written += 1
             yield full
 
-    mirror = _write_mirror(root, dataset.id, documents())
+    # stac-geoparquet needs a geometry: items without one live in JSON only.
+    mirror = _write_mirror(root, dataset.id, (i for i in documents() if i.get("geometry")))
     result.items += len(ids)
     gone = [i for i in old if i not in new]
     if gone:

@@ -210,6 +210,13 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
     if "latitude" in dims and "longitude" in dims:
         lon, lat = dims["longitude"]["extent"], dims["latitude"]["extent"]
         bbox = [lon[0], lat[0], lon[1], lat[1]]
+    elif "latitude" in first.variables and "longitude" in first.variables:
+        # A fixed station: position as scalar (or constant) variables.
+        lat_values = np.asarray(first["latitude"].values, dtype=np.float64)
+        lon_values = np.asarray(first["longitude"].values, dtype=np.float64)
+        if np.isfinite(lat_values).any() and np.isfinite(lon_values).any():
+            bbox = [float(np.nanmin(lon_values)), float(np.nanmin(lat_values)),
+                    float(np.nanmax(lon_values)), float(np.nanmax(lat_values))]  # fmt: skip
     interval = list(dims.get("time", {}).get("extent", [None, None]))
     assets: dict[str, dict[str, Any]] = {}
     for name, ds in opened.items():

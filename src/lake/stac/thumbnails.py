@@ -56,6 +56,16 @@ def cube_thumbnail(ds: xr.Dataset) -> bytes | None:
             ax.set_xlabel("longitude")
             ax.set_ylabel("latitude")
             return _png(fig)
+    for name, var in ds.data_vars.items():
+        # A station: the series of the first variable at its first depth.
+        if "time" in var.dims and var.dtype.kind == "f" and not str(name).endswith("_QC"):
+            series = var.isel({d: 0 for d in var.dims if d != "time"})
+            fig, ax = _figure()
+            ax.plot(ds["time"].values, np.asarray(series.values), linewidth=0.6)
+            ax.set_ylabel(f"{name} ({var.attrs.get('units', '')})")
+            ax.set_title(f"{name}", fontsize=9)
+            fig.autofmt_xdate()
+            return _png(fig)
     return None
 
 
