@@ -315,3 +315,20 @@ def test_ls_lists_datasets(lake: Path, client: Client) -> None:
     assert "2019-12-31 .. 2022-03-09" in output
     code, output = _run(client, "ls", str(lake / "nothing"))
     assert code == 4 and "catalog.json: does not exist" in output
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    lake: Path, tmp_path: Path, client: Client, pg_dsn: str
+) -> None:
+    from lake.samples import write_daily_product
+
+    write_daily_product(tmp_path / "src", start="2024-05-05", days=1, ny=24, nx=36, seed=5)
+    execute(pg_dsn, "INSERT INTO occ (id, eventdate, lon, lat) VALUES (9001, '2021-06-01', 2, 2)")
+    before = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+    code, output = _run(client, "build", str(_spec(tmp_path)), "--dry-run")
+    assert code == 0, output
+    assert "nothing written" in output
+    assert "5 files found" in output and "steps 4..4" in output
+    assert "table occ, 5 columns" in output and "rows with modified >" in output
+    after = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+    assert after == before

@@ -71,10 +71,13 @@ def build(
         bool,
         typer.Option(help="Rebuild table datasets from the whole source, not only new rows."),
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the plan (sources, what would be read and written) only.")
+    ] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of unexpected errors.")] = False,
 ) -> None:
     """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
-    run_build(spec, only, scheduler, workers, full_refresh, debug)
+    run_build(spec, only, scheduler, workers, full_refresh, debug, dry_run)
 
 
 def run_build(
@@ -84,8 +87,12 @@ def run_build(
     workers: int | None = None,
     full_refresh: bool = False,
     debug: bool = False,
+    dry_run: bool = False,
 ) -> None:
     """Build every dataset of ``spec`` (or ``only`` one), then the catalogue; print a summary."""
+    if dry_run:
+        _dry_run(spec, only, scheduler, workers, full_refresh)
+        return
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import build_cube
     from lake.flows.tables import build_table
@@ -207,6 +214,35 @@ def _table_row(r: TableResult) -> list[str]:
         r.dataset, f"{r.rows_read} rows", _size(r.bytes_in), _size(r.bytes_out),
         f"{r.rows} rows", change, f"{r.seconds:.1f}",
     ]  # fmt: skip
+
+
+def _dry_run(
+    spec: Path, only: str | None, scheduler: str | None, workers: int | None, full_refresh: bool
+) -> None:
+    from lake.flows.cluster import dask_client
+    from lake.flows.cubes import dry_run_cube
+    from lake.flows.tables import dry_run_table
+    from lake.spec import load_spec
+
+    try:
+        parsed = load_spec(spec)
+        parsed.check_catalogue(str(spec))
+        datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
+        root = Root(parsed.root, parsed.storage_options)
+        rows = []
+        with dask_client(scheduler, workers) as client:
+            for dataset in datasets:
+                if dataset.cube is not None:
+                    rows.append(dry_run_cube(client, root, dataset))
+                else:
+                    rows.append(dry_run_table(client, root, dataset, full_refresh))
+    except LakeError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+    out.print(f"lake build --dry-run: {root.display} (nothing written)", highlight=False)
+    for dataset_id, kind, source, read, write in rows:
+        out.print(f"\n{dataset_id} ({kind})\n  source:      {source}\n"
+                  f"  would read:  {read}\n  would write: {write}", highlight=False)  # fmt: skip
 
 
 @app.command(name="ls")

@@ -109,14 +109,12 @@ def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps
     return write_block(target, region, feed, committed, ntime)
 
 
-def build_cube(
+def scan_and_plan(
     client: Client, root: Root, dataset: Dataset, progress: Progress = _quiet
-) -> CubeResult:
-    """Build or extend every layout of one cube dataset; publish only if all blocks succeed."""
-    started = time.perf_counter()
+) -> tuple[CubePlan, list[Any]]:
+    """Scan the sources on the workers and plan what a build would write (writes nothing)."""
     cube = dataset.cube
     assert cube is not None
-    result = CubeResult(dataset.id)
     urls = expand_sources(cube.patterns, cube.storage_options)
     # A few batches per worker: thousands of one-file tasks would cost more to schedule
     # than to run.
@@ -131,7 +129,34 @@ def build_cube(
         pure=False,
     )
     infos = [i for batch in _gather(client, scans, f"{dataset.id}: scan", progress) for i in batch]
-    plan = plan_cube(root, dataset, infos)
+    return plan_cube(root, dataset, infos), infos
+
+
+def dry_run_cube(client: Client, root: Root, dataset: Dataset) -> list[str]:
+    """What a build of this cube would read and write."""
+    plan, _ = scan_and_plan(client, root, dataset)
+    source = f"{plan.files_found} files found"
+    if plan.empty or plan.index is None:
+        return [dataset.id, "cube", source, "nothing new", "nothing"]
+    read = f"{len(plan.index.files)} files, {plan.ntime} time steps"
+    write = ", ".join(
+        f"{w.layout}: steps {w.published_ntime}..{plan.ntime - 1}, "
+        f"{sum(len(list(block_regions(t, w.published_ntime))) for t in w.targets.values())} "
+        "shard blocks"
+        for w in plan.layouts
+    )
+    return [dataset.id, "cube", source, read, write]
+
+
+def build_cube(
+    client: Client, root: Root, dataset: Dataset, progress: Progress = _quiet
+) -> CubeResult:
+    """Build or extend every layout of one cube dataset; publish only if all blocks succeed."""
+    started = time.perf_counter()
+    cube = dataset.cube
+    assert cube is not None
+    result = CubeResult(dataset.id)
+    plan, infos = scan_and_plan(client, root, dataset, progress)
     result.files_found = plan.files_found
     result.ntime = plan.ntime
     if not plan.empty:

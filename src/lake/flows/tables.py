@@ -176,6 +176,37 @@ def _stage(job: TableJob, part: Any) -> PartResult:
     return _stage_part(job, part)
 
 
+def dry_run_table(
+    client: Client, root: Root, dataset: Dataset, full_refresh: bool = False
+) -> list[str]:
+    """What a build of this table would read and write (reads only the catalogue of the
+    database and the manifest; writes nothing)."""
+    spec = dataset.table
+    assert spec is not None
+    subject = f"datasets[{dataset.id}].table"
+    secret = resolve_dsn(spec.postgres, subject)
+    old = read_manifest(root, dataset.id)
+    incremental = spec.incremental is not None and old is not None and not full_refresh
+    label = f"table {spec.postgres.table}" if spec.postgres.table else f"query of {dataset.id}"
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    with Session(secret, label) as session:
+        described = session.describe(spec.postgres)
+        _check_columns(described, spec, subject)
+        watermark = old.watermark if incremental and old is not None else None
+        parts = session.plan_parts(described, spec, watermark, workers)
+    source = f"{described.label}, {len(described.columns)} columns"
+    if described.heap_bytes:
+        source += f", {described.heap_bytes / 1e6:.0f} MB heap"
+    read = f"{len(parts)} parallel part(s) in one snapshot"
+    if incremental and old is not None:
+        read += f", rows with {old.watermark_column} > {old.watermark}"
+        write = "the partitions holding new or changed rows"
+    else:
+        read += ", every row"
+        write = f"every partition ({' / '.join(spec.partition_by) or 'one folder'})"
+    return [dataset.id, "table", source, read, write]
+
+
 def build_table(
     client: Client,
     root: Root,
