@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from zarr.abc.store import Store
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+S3_RETRIES = {"retries": {"max_attempts": 10, "mode": "standard"}}
 _SECRET_KEYS = ("secret", "password", "token", "key", "credential", "session")
 
 
@@ -66,6 +67,10 @@ class Root:
         if is_local(url):
             url = os.path.abspath(url.removeprefix("file://"))
         object.__setattr__(self, "url", url)
+        if url.startswith(("s3://", "s3a://")) and "config_kwargs" not in self.storage_options:
+            # Transient errors (500, 503 SlowDown, throttling) are retried with backoff.
+            options = {**self.storage_options, "config_kwargs": S3_RETRIES}
+            object.__setattr__(self, "storage_options", options)
 
     @property
     def display(self) -> str:

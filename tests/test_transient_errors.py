@@ -1,0 +1,69 @@
+"""Transient storage errors (HTTP 500, 503 SlowDown) are retried: a build through a proxy
+that fails every eighth request still publishes a complete cube, table and catalogue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+from flaky import FlakyProxy
+from pgdata import execute
+from typer.testing import CliRunner
+
+from lake.flows.cli import app
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+pytestmark = [pytest.mark.s3, pytest.mark.postgres]
+
+
+def test_build_survives_transient_storage_errors(
+    client: Client, s3_endpoint: str, bucket: str, pg_dsn: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import s3fs
+    import xarray as xr
+
+    from lake.samples import write_daily_product
+
+    write_daily_product(tmp_path / "src", start="2024-03-01", days=4, ny=20, nx=30)
+    execute(
+        pg_dsn,
+        "CREATE TABLE occ (id int PRIMARY KEY, t date NOT NULL, lon float8, lat float8)",
+        "INSERT INTO occ SELECT i, '2021-01-01'::date + i, i % 50, i % 40 "
+        "FROM generate_series(1, 2000) i",
+    )
+    monkeypatch.setenv("LAKE_TEST_SOURCE", pg_dsn)
+    with FlakyProxy(s3_endpoint, every=8) as proxy:
+        spec = {
+            "root": f"s3://{bucket}/lake",
+            "storage_options": {"endpoint_url": proxy.url},
+            "datasets": [
+                {"id": "sst", "cube": {"netcdf": str(tmp_path / "src" / "*.nc")},
+                 "metadata": {"license": "CC-BY-4.0"}},
+                {"id": "occ", "table": {"postgres": {"dsn_env": "LAKE_TEST_SOURCE",
+                                                     "table": "occ"},
+                                        "geometry": {"lon": "lon", "lat": "lat"},
+                                        "partition_by": ["year(t)"]},
+                 "metadata": {"license": "CC0-1.0"}},
+            ],
+        }  # fmt: skip
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        result = CliRunner().invoke(
+            app, ["build", str(path), "--scheduler", client.scheduler.address]
+        )
+        assert result.exit_code == 0, result.output
+        assert proxy.injected >= 5
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
+    cube = xr.open_zarr(fs.get_mapper(f"{bucket}/lake/sst/maps.zarr"), consolidated=True)
+    expected = xr.open_mfdataset(sorted((tmp_path / "src").glob("*.nc")))
+    assert cube.sizes["time"] == 4
+    assert float(abs(cube.thetao.load() - expected.thetao.load()).max()) == 0.0
+    manifest = json.loads(fs.cat_file(f"{bucket}/lake/occ/table.json"))
+    assert manifest["rows"] == 2000
+    assert fs.exists(f"{bucket}/lake/catalog.json")
