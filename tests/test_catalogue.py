@@ -332,3 +332,50 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert "table occ, 5 columns" in output and "rows with modified >" in output
     after = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
     assert after == before
+
+
+def _flip(path: Path, offset: int) -> bytes:
+    data = path.read_bytes()
+    index = offset if offset >= 0 else len(data) + offset
+    path.write_bytes(data[:index] + bytes([data[index] ^ 0x5A]) + data[index + 1 :])
+    return data
+
+
+def test_verify_detects_a_flipped_byte_anywhere(lake: Path, client: Client) -> None:
+    code, output = _run(client, "verify", str(lake))
+    assert code == 0, output
+    assert "objects verified" in output
+    shard = next(p for p in sorted((lake / "sst" / "maps.zarr" / "thetao" / "c").rglob("*"))
+                 if p.is_file())  # fmt: skip
+    parquet = next((lake / "occ" / "data").rglob("*.parquet"))
+    cases = [
+        (shard, 40, "maps.zarr/thetao: block"),  # compressed chunk data
+        (shard, -6, "maps.zarr/thetao: block"),  # the shard index
+        (lake / "sst" / "timeseries.zarr" / "thetao" / "zarr.json", 30,
+         "timeseries.zarr/thetao/zarr.json"),
+        (parquet, 200, "its sha256 differs from the manifest"),
+        (lake / "occ" / "items" / "occ.year-2020.json", -40, "occ.year-2020.json"),
+        (lake / "occ" / "collection.json", 60, "occ/collection.json: differs"),
+        (lake / "catalog.json", -20, "catalog.json: differs"),
+    ]  # fmt: skip
+    for path, offset, expected in cases:
+        original = _flip(path, offset)
+        try:
+            code, output = _run(client, "verify", str(lake))
+        finally:
+            path.write_bytes(original)
+        assert code == ExitCode.SOURCE, (path, output)
+        assert expected in output, (path, output)
+    # A deleted shard would read as fill values: its absence is reported.
+    original = shard.read_bytes()
+    shard.unlink()
+    try:
+        code, output = _run(client, "verify", str(lake))
+    finally:
+        shard.write_bytes(original)
+    assert code == ExitCode.SOURCE and "shard objects, its shape needs" in output
+    # Files no manifest lists (an interrupted build) are notes, not problems.
+    stray = lake / "occ" / "data" / "year=2020" / "part-stray-00000.parquet"
+    stray.write_bytes(parquet.read_bytes())
+    code, output = _run(client, "verify", str(lake))
+    assert code == 0 and "not in the manifest" in output

@@ -125,3 +125,43 @@ def test_unpublished_chunks_are_invisible(tmp_path: Path, client: Client) -> Non
         open_cube(str(tmp_path / "lake/cube/maps.zarr"))["time"].values,
         decoded_source(*files)["time"].values,
     )
+
+
+@pytest.mark.distributed
+def test_layouts_without_chunk_checksums_keep_their_codecs(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cube written before chunks carried crc32c is extended with its own codecs."""
+    import lake.cube
+
+    src = tmp_path / "src"
+    files = write_daily_product(src, start="2024-01-01", days=6, ny=30, nx=40)
+    for path in files[3:]:
+        path.rename(tmp_path / path.name)
+    spec = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
+    root, dataset = Root(spec.root), spec.datasets[0]
+    plain = lake.cube._plain_encoding
+    with monkeypatch.context() as patch:
+        patch.setattr(lake.cube, "_plain_encoding", lambda var, checksums=True: plain(var, False))
+        build_cube(client, root, dataset)
+
+    def inner_codecs() -> list[str]:
+        meta = json.loads((tmp_path / "lake" / "cube" / "maps.zarr" / "thetao" / "zarr.json")
+                          .read_text())  # fmt: skip
+        return [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]]
+
+    assert "crc32c" not in inner_codecs()
+    for path in files[3:]:
+        (tmp_path / path.name).rename(path)
+    result = build_cube(client, root, dataset)
+    assert result.added == {"maps": 3, "timeseries": 3}
+    assert "crc32c" not in inner_codecs()
+    for layout in ("maps", "timeseries"):
+        assert_same(open_cube(str(tmp_path / "lake" / "cube" / f"{layout}.zarr")),
+                    decoded_source(*files))  # fmt: skip
+    # A new cube gets checksums on every chunk.
+    fresh = spec_for(str(tmp_path / "fresh"), str(src / "*.nc"), tmp_path)
+    build_cube(client, Root(fresh.root), fresh.datasets[0])
+    meta = json.loads((tmp_path / "fresh" / "cube" / "maps.zarr" / "thetao" / "zarr.json")
+                      .read_text())  # fmt: skip
+    assert meta["codecs"][0]["configuration"]["codecs"][-1]["name"] == "crc32c"

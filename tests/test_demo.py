@@ -23,6 +23,7 @@ def test_demo_builds_validates_and_explains(tmp_path: Path) -> None:
     output = " ".join(result.output.split())
     if SCHEMAS.is_dir():
         assert "catalogue documents and GeoParquet files valid" in output
+    assert "objects verified" in output
     for dataset in ("thetao-daily", "mooring-demo01", "occurrences"):
         assert dataset in output
         assert (tmp_path / "demo" / "lake" / dataset / "collection.json").is_file()

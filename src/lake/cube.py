@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from lake.chunking import ChunkPlan, plan_chunks
 from lake.errors import SourceError, TargetError
@@ -190,6 +190,7 @@ def build_template(
     time_units: str,
     layout: str,
     chunking: Chunking,
+    checksums: bool = True,
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
     """The full-size dataset (lazy placeholders for time-dependent variables) and encoding."""
     dynamic = [str(n) for n, v in first.variables.items() if "time" in v.dims and n != "time"]
@@ -204,7 +205,7 @@ def build_template(
         var = base.variables[name]
         if name == "time":
             continue
-        encoding[str(name)] = _plain_encoding(var)
+        encoding[str(name)] = _plain_encoding(var, checksums)
         var.encoding = {}
     for name, schema in index.variables.items():
         src = first.variables[name]
@@ -224,16 +225,18 @@ def build_template(
         enc: dict[str, Any] = {"chunks": plan.chunks}
         if plan.shards != plan.chunks:
             enc["shards"] = plan.shards
-        enc.update(_plain_encoding(src))
+        enc.update(_plain_encoding(src, checksums))
         encoding[name] = enc
     base.attrs = dict(first.attrs)
     return base, encoding
 
 
-def _plain_encoding(var: xr.Variable) -> dict[str, Any]:
+def _plain_encoding(var: xr.Variable, checksums: bool = True) -> dict[str, Any]:
     enc: dict[str, Any] = {}
     if var.dtype.kind in "iufb":
-        enc["compressors"] = [compressor()]
+        # crc32c after compression: every chunk carries a checksum that every read checks
+        # (shard indexes carry their own). Layouts published without it keep their codecs.
+        enc["compressors"] = [compressor(), Crc32cCodec()] if checksums else [compressor()]
         if "_FillValue" in var.attrs:
             enc["fill_value"] = np.asarray(var.attrs["_FillValue"]).item()
     return enc
@@ -322,6 +325,19 @@ def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
     arrays = [k for k in documents if k.endswith(GROUP_DOC) and k != GROUP_DOC]
     for key in [*chunks, *arrays, GROUP_DOC]:
         root.put(root.path(group, key), documents[key])
+
+
+def has_chunk_checksums(published: Published) -> bool:
+    """Whether the published arrays' inner chunks end with a crc32c codec."""
+    for meta in published.arrays.values():
+        if "time" not in (meta.get("dimension_names") or []):
+            continue
+        codecs = meta.get("codecs", [])
+        for codec in codecs:
+            if codec.get("name") == "sharding_indexed":
+                codecs = codec.get("configuration", {}).get("codecs", [])
+        return any(c.get("name") == "crc32c" for c in codecs)
+    return True
 
 
 def check_packing(published: Published, index: SourceIndex, group: str) -> None:

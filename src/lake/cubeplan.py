@@ -24,6 +24,7 @@ from lake.cube import (
     array_metadata,
     build_template,
     check_packing,
+    has_chunk_checksums,
     read_published,
     render_layout,
 )
@@ -149,7 +150,10 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
             if pub is not None and pub.ntime == ntime:
                 continue
             group = layout_group(dataset.id, layout)
-            template, encoding = build_template(first, index, axis, units, layout, cube.chunking)
+            checksums = pub is None or has_chunk_checksums(pub)
+            template, encoding = build_template(
+                first, index, axis, units, layout, cube.chunking, checksums
+            )
             documents = render_layout(template, encoding)
             targets = {
                 name: ArrayRef(root, group, name, array_metadata(documents, name))

@@ -245,6 +245,29 @@ def _dry_run(
                   f"  would read:  {read}\n  would write: {write}", highlight=False)  # fmt: skip
 
 
+@app.command()
+def verify(
+    root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")
+    ] = None,
+) -> None:
+    """Re-read every asset: exists, size and checksum, opens, counts and shapes match."""
+    from lake.verify import verify_lake
+
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    lake = Root(root, options)
+    report = verify_lake(lake)
+    for note in report.notes:
+        out.print(f"note: {escape(note)}", highlight=False)
+    for problem in report.problems:
+        out.print(escape(str(problem)), highlight=False)
+    if report.problems:
+        err.print(f"{len(report.problems)} problem(s) in {report.objects} objects checked")
+        raise typer.Exit(int(ExitCode.SOURCE))
+    out.print(f"{report.objects} objects verified", highlight=False)
+
+
 @app.command(name="ls")
 def list_datasets(
     root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
@@ -347,6 +370,14 @@ def demo(
         if problems:
             raise typer.Exit(int(ExitCode.SOURCE))
         out.print(f"4/4 {count} catalogue documents and GeoParquet files valid")
+    from lake.verify import verify_lake
+
+    report = verify_lake(Root(str(folder / "lake")))
+    for problem in report.problems:
+        out.print(escape(str(problem)), highlight=False)
+    if report.problems:
+        raise typer.Exit(int(ExitCode.SOURCE))
+    out.print(f"    {report.objects} objects verified (sizes, checksums, counts, shapes)")
     out.print(d.how_to_read(folder), highlight=False)
     out.print(f"demo finished in {time.perf_counter() - started:.0f} s", highlight=False)
 

@@ -8,6 +8,7 @@ Layout::
     <dataset>/items.parquet          stac-geoparquet mirror of the items with a geometry
     <dataset>/thumbnail.png
     <dataset>/.stac-digests.json     sha256 of each item document, to rewrite only changes
+    .stac-documents.json             sha256 of catalog.json and each collection.json
 
 Links are relative; an absolute ``self`` link is added only when the spec gives
 ``public_url``. Items are written first (only those whose content changed), then the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from lake.storage import Root
 
 DIGESTS = ".stac-digests.json"
+DOCUMENT_DIGESTS = ".stac-documents.json"
 MIRROR_CHUNK = 10_000
 
 
@@ -41,6 +43,7 @@ class CatalogueResult:
     items: int = 0
     written: int = 0
     removed: int = 0
+    documents: dict[str, str] = field(default_factory=dict)
 
 
 def _dumps(doc: dict[str, Any], indent: int | None = None) -> bytes:
@@ -190,7 +193,9 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
         root.put(root.path(dataset.id, "thumbnail.png"), png)
     root.put(digests_path, _dumps(new))
     collection = _collection(spec, dataset, d, ids, png is not None, mirror)
-    root.put(root.path(dataset.id, "collection.json"), _dumps(collection, indent=1))
+    data = _dumps(collection, indent=1)
+    root.put(root.path(dataset.id, "collection.json"), data)
+    result.documents[f"{dataset.id}/collection.json"] = hashlib.sha256(data).hexdigest()
     result.collections += 1
 
 
@@ -255,5 +260,12 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
         "description": spec.description or spec.title,
         "links": links,
     }
-    root.put(root.path("catalog.json"), _dumps(catalog, indent=1))
+    data = _dumps(catalog, indent=1)
+    root.put(root.path("catalog.json"), data)
+    # Digests of the catalogue's own documents, for `lake verify` (items have theirs in
+    # each collection's digest file).
+    digests: dict[str, str] = _read_json(root, root.path(DOCUMENT_DIGESTS)) or {}
+    digests.update(result.documents)
+    digests["catalog.json"] = hashlib.sha256(data).hexdigest()
+    root.put(root.path(DOCUMENT_DIGESTS), _dumps(digests, indent=1))
     return result
