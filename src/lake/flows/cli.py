@@ -373,8 +373,8 @@ def demo(
     from lake.verify import verify_lake
 
     report = verify_lake(Root(str(folder / "lake")))
-    for problem in report.problems:
-        out.print(escape(str(problem)), highlight=False)
+    for fault in report.problems:
+        out.print(escape(str(fault)), highlight=False)
     if report.problems:
         raise typer.Exit(int(ExitCode.SOURCE))
     out.print(f"    {report.objects} objects verified (sizes, checksums, counts, shapes)")
