@@ -65,7 +65,8 @@ def step_floor(src: Path, out: Path) -> dict[str, Any]:
 def step_ours(src: Path, out: Path) -> dict[str, Any]:
     spec = out.parent / "spec.yaml"
     spec.write_text(
-        f"root: {out}\ndatasets:\n  - id: bench\n    cube:\n      netcdf: '{src}/*.nc'\n"
+        f"root: {out}\ndatasets:\n  - id: bench\n    metadata: {{license: CC-BY-4.0}}\n"
+        f"    cube:\n      netcdf: '{src}/*.nc'\n"
     )
     lake = Path(sys.executable).parent / "lake"
     subprocess.run([str(lake), "build", str(spec)], check=True, stdout=subprocess.DEVNULL)
