@@ -235,6 +235,21 @@ def test_types_and_nulls(
     folders = sorted(p.name for p in (tmp_path / "lake" / "occ" / "data").iterdir())
     assert folders == ["region=north", "region=south%2Fwest"]
 
+    # A partition whose rows have no geometry: its item has none and stays out of the mirror.
+    from lake.stac.catalog import write_catalogue
+
+    table = {"postgres": {"table": "typed"}, "geometry": {"lon": "lon", "lat": "lat"},
+             "partition_by": ["region"]}  # fmt: skip
+    dataset = {"id": "occ", "table": table, "metadata": {"license": "CC0-1.0"}}
+    doc = {"root": str(tmp_path / "lake"), "datasets": [dataset]}
+    spec = parse_spec(doc, "s", tmp_path)
+    catalogue = write_catalogue(Root(spec.root), spec)
+    assert catalogue.items == 2
+    items = tmp_path / "lake" / "occ" / "items"
+    empty = json.loads((items / "occ.region-south_2Fwest.json").read_text())
+    assert empty["geometry"] is None and "bbox" not in empty
+    assert pq.read_table(tmp_path / "lake" / "occ" / "items.parquet").num_rows == 1
+
 
 def _occurrence_table(dsn: str, rows: int) -> None:
     execute(

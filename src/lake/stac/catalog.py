@@ -20,6 +20,7 @@ DSN can reach a document: documents are built from the lake and the spec's ``met
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -206,11 +207,15 @@ def _write_mirror(root: Root, dataset: str, items: Iterator[dict[str, Any]]) -> 
     import pyarrow.parquet as pq
     from stac_geoparquet.arrow import parse_stac_items_to_arrow
 
+    first = next(items, None)
+    if first is None:  # no item with a geometry: no mirror (stac-geoparquet needs one)
+        return False
     with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
         # Chunks go to disk while the schema is inferred: memory stays bounded.
         reader = parse_stac_items_to_arrow(
-            items, chunk_size=MIRROR_CHUNK, schema="ChunksToDisk", tmpdir=tmp
-        )
+            itertools.chain([first], items), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
+            tmpdir=tmp,
+        )  # fmt: skip
         return _write_batches(root, dataset, reader, pq)
 
 

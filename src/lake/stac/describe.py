@@ -331,7 +331,9 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
     columns = _columns(root, dataset.id, manifest)
     groups: dict[str, list[Any]] = {}
     for info in manifest.files:
-        key = "/".join(f"{k}={v}" for k, v in info.partition.items())
+        # The folder path, as written (values percent-encoded): a safe, unique item id.
+        folder = info.path.rsplit("/", 1)[0]
+        key = "" if folder == "data" else folder.removeprefix("data/")
         groups.setdefault(key, []).append(info)
     bbox = _to_wgs84(_union([f.bbox for f in manifest.files]), srid)
     starts = [f.time[0] for f in manifest.files if f.time and f.time[0]]
