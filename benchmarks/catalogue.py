@@ -16,19 +16,18 @@ Each step runs in its own process; wall time and peak RSS of that process.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
+from measure import run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results" / "catalogue.json"
 
@@ -141,18 +140,9 @@ STEPS = {"ours": step_ours, "pystac": step_pystac}
 def run(name: str, root: Path) -> dict[str, Any]:
     out = root.parent / f"{root.name}-{name}.json"
     cmd = [sys.executable, __file__, "--step", name, "--root", str(root), "--out", str(out)]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, parent.memory_info().rss)
-        time.sleep(0.05)
-    status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+    measured = run_measured(cmd)
     extra = json.loads(out.read_text()) if out.exists() else {}
-    return {"step": name, "status": status, "wall": time.perf_counter() - started,
-            "peak_rss": peak, **extra}  # fmt: skip
+    return {"step": name, **measured, **extra}
 
 
 def main() -> None:

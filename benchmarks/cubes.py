@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from measure import run_measured
 from zarr.storage import WrapperStore
 
 HERE = Path(__file__).resolve().parent
 NY, NX = 1024, 1440  # 1/12 degree over 85 x 120 degrees: a regional Copernicus product
 DAYS_PER_GB = 365 / 2.15  # one float32 map is 5.9 MB
 TS_CHUNKS = {"time": 256, "depth": 1, "latitude": 32, "longitude": 64}
-STEP_TIMEOUT = 1800
 
 
 # --- steps (each runs in a child process) ----------------------------------------------------
@@ -111,29 +111,9 @@ def run_step(name: str, src: Path, out: Path) -> dict[str, Any]:
     result_file = out.parent / f"{name}.result.json"
     cmd = [sys.executable, __file__, "--step", name, "--src", str(src), "--out", str(out),
            "--result", str(result_file)]  # fmt: skip
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    status = "ok"
-    while proc.poll() is None:
-        try:
-            procs = [parent, *parent.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        if time.perf_counter() - started > STEP_TIMEOUT:
-            for p in [parent, *parent.children(recursive=True)]:
-                p.kill()
-            status = f"killed after {STEP_TIMEOUT} s"
-            break
-        time.sleep(0.1)
-    proc.wait()
-    seconds = time.perf_counter() - started
-    if status == "ok" and proc.returncode != 0:
-        status = f"failed (exit {proc.returncode})"
+    measured = run_measured(cmd)
     extra = json.loads(result_file.read_text()) if result_file.exists() else {}
-    return {"step": name, "status": status, "seconds": seconds, "peak_rss": peak, **extra}
+    return {"step": name, **measured, **extra}
 
 
 class CountingStore(WrapperStore):  # type: ignore[type-arg]

@@ -25,14 +25,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
+from measure import run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tables.json"
-STEP_TIMEOUT = 1800
 QUERY = "SELECT * FROM occurrence"
 
 GENERATE = """
@@ -120,6 +119,7 @@ def step_ours(dsn: str, out: Path) -> dict[str, Any]:
                     "geometry": {"lon": "decimallongitude", "lat": "decimallatitude"},
                     "partition_by": ["year(event_date)"],
                 },
+                "metadata": {"license": "CC-BY-4.0"},
             }],
         })
     )  # fmt: skip
@@ -171,32 +171,6 @@ STEPS = {"ours": step_ours, "pandas": step_pandas, "connectorx": step_connectorx
 # --- measuring -------------------------------------------------------------------------------
 
 
-def run(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
-    """Run a command; wall time and peak RSS of its whole process tree."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
-    parent = psutil.Process(proc.pid)
-    peak, status = 0, "ok"
-    while proc.poll() is None:
-        try:
-            procs = [parent, *parent.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        if time.perf_counter() - started > STEP_TIMEOUT:
-            for p in [parent, *parent.children(recursive=True)]:
-                p.kill()
-            status = f"killed after {STEP_TIMEOUT} s"
-            break
-        time.sleep(0.1)
-    proc.wait()
-    if status == "ok" and proc.returncode == -9:
-        status = "killed (out of memory)"
-    elif status == "ok" and proc.returncode != 0:
-        status = f"failed (exit {proc.returncode})"
-    return {"status": status, "seconds": time.perf_counter() - started, "peak_rss": peak}
-
-
 def _tree(path: Path) -> tuple[int, int]:
     files = [p for p in path.rglob("*.parquet")] if path.exists() else []
     return len(files), sum(p.stat().st_size for p in files)
@@ -209,13 +183,13 @@ def bench(admin: str, rows: int, work: Path, steps: list[str]) -> dict[str, Any]
     if psql:
         with open(os.devnull, "wb") as null:
             copy = f"COPY ({QUERY}) TO STDOUT (FORMAT binary)"
-            results["steps"]["floor"] = run([psql, dsn, "-qAt", "-c", copy], stdout=null)
+            results["steps"]["floor"] = run_measured([psql, dsn, "-qAt", "-c", copy], stdout=null)
     for name in steps:
         out = work / str(rows) / name
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, __file__, "--step", name, "--dsn", dsn, "--out", str(out)]
-        step = run(cmd)
+        step = run_measured(cmd)
         step["files"], step["bytes_out"] = _tree(out)
         results["steps"][name] = step
         shutil.rmtree(out, ignore_errors=True)
