@@ -164,3 +164,42 @@ def execute(dsn: str, *statements: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for statement in statements:
             conn.execute(statement)
+
+
+def cube_and_table_spec(
+    tmp: Path, dsn: str, root: str, storage_options: dict[str, Any], *, days: int, rows: int,
+    start: str = "2024-01-01", table_parts: int | None = None,
+) -> Path:  # fmt: skip
+    """Sources for one cube (``days`` daily files) and one table (``rows`` dated points in
+    ``dsn``), and a spec building both into ``root``; returns the spec's path.
+
+    The spec reads the DSN from ``LAKE_TEST_SOURCE``; the caller sets it.
+    """
+    import yaml
+
+    from lake.samples import write_daily_product
+
+    write_daily_product(tmp / "src", start=start, days=days, ny=30, nx=40)
+    execute(
+        dsn,
+        "CREATE TABLE occ (id int PRIMARY KEY, t date NOT NULL, lon float8, lat float8)",
+        "INSERT INTO occ SELECT i, '2020-01-01'::date + i, i % 50, i % 40 "
+        f"FROM generate_series(1, {rows}) i",
+    )
+    postgres: dict[str, Any] = {"dsn_env": "LAKE_TEST_SOURCE", "table": "occ"}
+    if table_parts is not None:
+        postgres["parts"] = table_parts
+    spec = {
+        "root": root,
+        "storage_options": storage_options,
+        "datasets": [
+            {"id": "sst", "cube": {"netcdf": str(tmp / "src" / "*.nc")},
+             "metadata": {"license": "CC-BY-4.0"}},
+            {"id": "occ", "table": {"postgres": postgres, "geometry": {"lon": "lon", "lat": "lat"},
+                                    "partition_by": ["year(t)"]},
+             "metadata": {"license": "CC0-1.0"}},
+        ],
+    }  # fmt: skip
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path

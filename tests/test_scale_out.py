@@ -11,11 +11,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-import yaml
-from pgdata import execute
+from pgdata import cube_and_table_spec
 from typer.testing import CliRunner
 
 from lake.flows.cli import app
@@ -69,31 +68,11 @@ def test_build_on_separate_scheduler_and_workers(
     import xarray as xr
     from distributed import Client
 
-    from lake.samples import write_daily_product
-
-    write_daily_product(tmp_path / "src", start="2024-02-01", days=5, ny=30, nx=40)
-    execute(
-        pg_dsn,
-        "CREATE TABLE occ (id int PRIMARY KEY, t date NOT NULL, lon float8, lat float8)",
-        "INSERT INTO occ SELECT i, '2020-01-01'::date + i, i % 50, i % 40 FROM "
-        "generate_series(1, 3000) i",
-    )
     monkeypatch.setenv("LAKE_TEST_SOURCE", pg_dsn)
-    spec: dict[str, Any] = {
-        "root": f"s3://{bucket}/lake",
-        "storage_options": {"endpoint_url": s3_endpoint},
-        "datasets": [
-            {"id": "sst", "cube": {"netcdf": str(tmp_path / "src" / "*.nc")},
-             "metadata": {"license": "CC-BY-4.0"}},
-            {"id": "occ", "table": {"postgres": {"dsn_env": "LAKE_TEST_SOURCE", "table": "occ",
-                                                 "parts": 4},
-                                    "geometry": {"lon": "lon", "lat": "lat"},
-                                    "partition_by": ["year(t)"]},
-             "metadata": {"license": "CC0-1.0"}},
-        ],
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = cube_and_table_spec(
+        tmp_path, pg_dsn, f"s3://{bucket}/lake", {"endpoint_url": s3_endpoint},
+        days=5, rows=3000, start="2024-02-01", table_parts=4,
+    )  # fmt: skip
     result = CliRunner().invoke(app, ["build", str(path), "--scheduler", external_cluster])
     assert result.exit_code == 0, result.output
 

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 from flaky import FlakyProxy
-from pgdata import execute
+from pgdata import cube_and_table_spec
 from typer.testing import CliRunner
 
 from lake.flows.cli import app
@@ -28,32 +27,12 @@ def test_build_survives_transient_storage_errors(
     import s3fs
     import xarray as xr
 
-    from lake.samples import write_daily_product
-
-    write_daily_product(tmp_path / "src", start="2024-03-01", days=4, ny=20, nx=30)
-    execute(
-        pg_dsn,
-        "CREATE TABLE occ (id int PRIMARY KEY, t date NOT NULL, lon float8, lat float8)",
-        "INSERT INTO occ SELECT i, '2021-01-01'::date + i, i % 50, i % 40 "
-        "FROM generate_series(1, 2000) i",
-    )
     monkeypatch.setenv("LAKE_TEST_SOURCE", pg_dsn)
     with FlakyProxy(s3_endpoint, every=8) as proxy:
-        spec = {
-            "root": f"s3://{bucket}/lake",
-            "storage_options": {"endpoint_url": proxy.url},
-            "datasets": [
-                {"id": "sst", "cube": {"netcdf": str(tmp_path / "src" / "*.nc")},
-                 "metadata": {"license": "CC-BY-4.0"}},
-                {"id": "occ", "table": {"postgres": {"dsn_env": "LAKE_TEST_SOURCE",
-                                                     "table": "occ"},
-                                        "geometry": {"lon": "lon", "lat": "lat"},
-                                        "partition_by": ["year(t)"]},
-                 "metadata": {"license": "CC0-1.0"}},
-            ],
-        }  # fmt: skip
-        path = tmp_path / "spec.yaml"
-        path.write_text(yaml.safe_dump(spec))
+        path = cube_and_table_spec(
+            tmp_path, pg_dsn, f"s3://{bucket}/lake", {"endpoint_url": proxy.url},
+            days=4, rows=2000, start="2024-03-01",
+        )  # fmt: skip
         result = CliRunner().invoke(
             app, ["build", str(path), "--scheduler", client.scheduler.address]
         )
