@@ -7,8 +7,9 @@ be read or is inconsistent; 4 the target cannot be written or extended.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,6 +30,7 @@ from lake.storage import Root, redact, secret_values
 if TYPE_CHECKING:
     from lake.flows.cubes import CubeResult
     from lake.flows.tables import TableResult
+    from lake.spec import Dataset, Spec
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +50,39 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"
+
+
+EndpointUrl = Annotated[str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")]
+
+
+def _fail(exc: LakeError) -> NoReturn:
+    """Print a user error (input, fault, fix) and exit with its code."""
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+    raise typer.Exit(int(exc.exit_code)) from None
+
+
+def _lake_root(root: str, endpoint_url: str | None) -> Root:
+    """The root named on the command line (an S3 endpoint when given)."""
+    return Root(root, {"endpoint_url": endpoint_url} if endpoint_url else {})
+
+
+def _load(spec: Path, only: str | None) -> tuple[Spec, list[Dataset], Root]:
+    """The spec (checked for what the catalogue needs), the datasets to build, the root."""
+    from lake.spec import load_spec
+
+    parsed = load_spec(spec)
+    parsed.check_catalogue(str(spec))
+    datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
+    return parsed, datasets, Root(parsed.root, parsed.storage_options)
+
+
+def _exit_on_problems(problems: Sequence[object], checked: str) -> None:
+    """Print each problem (it names its object) and exit 3 if there is any."""
+    for problem in problems:
+        out.print(escape(str(problem)), highlight=False)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {checked}")
+        raise typer.Exit(int(ExitCode.SOURCE))
 
 
 @app.callback()
@@ -96,15 +131,11 @@ def run_build(
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import build_cube
     from lake.flows.tables import build_table
-    from lake.spec import Spec, load_spec
     from lake.stac.catalog import write_catalogue
 
     parsed: Spec | None = None
     try:
-        parsed = load_spec(spec)
-        parsed.check_catalogue(str(spec))
-        datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
-        root = Root(parsed.root, parsed.storage_options)
+        parsed, datasets, root = _load(spec, only)
         root.check_writable()
         results = []
         with (
@@ -133,8 +164,7 @@ def run_build(
                     results.append(_table_row(table_result))
             catalogue = write_catalogue(root, parsed, only=[d.id for d in datasets])
     except LakeError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(int(exc.exit_code)) from None
+        _fail(exc)
     except Exception as exc:
         if debug:
             raise
@@ -170,25 +200,17 @@ def validate(
         Path | None,
         typer.Option(help="A folder of schemas with index.json (default: fetch by URL)."),
     ] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")
-    ] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """Check every catalogue document and GeoParquet file against the official schemas."""
     from lake.stac.validate import Schemas, validate_lake
 
-    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
     try:
-        lake = Root(root, options)
+        lake = _lake_root(root, endpoint_url)
         count, problems = validate_lake(lake, Schemas(schemas))
     except LakeError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(int(exc.exit_code)) from None
-    for problem in problems:
-        out.print(escape(str(problem)), highlight=False)
-    if problems:
-        err.print(f"{len(problems)} problem(s) in {count} documents and files")
-        raise typer.Exit(int(ExitCode.SOURCE))
+        _fail(exc)
+    _exit_on_problems(problems, f"{count} documents and files")
     out.print(f"{count} documents and files valid", highlight=False)
 
 
@@ -222,13 +244,9 @@ def _dry_run(
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import dry_run_cube
     from lake.flows.tables import dry_run_table
-    from lake.spec import load_spec
 
     try:
-        parsed = load_spec(spec)
-        parsed.check_catalogue(str(spec))
-        datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
-        root = Root(parsed.root, parsed.storage_options)
+        _, datasets, root = _load(spec, only)
         rows = []
         with dask_client(scheduler, workers) as client:
             for dataset in datasets:
@@ -237,8 +255,7 @@ def _dry_run(
                 else:
                     rows.append(dry_run_table(client, root, dataset, full_refresh))
     except LakeError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(int(exc.exit_code)) from None
+        _fail(exc)
     out.print(f"lake build --dry-run: {root.display} (nothing written)", highlight=False)
     for dataset_id, kind, source, read, write in rows:
         out.print(f"\n{dataset_id} ({kind})\n  source:      {source}\n"
@@ -248,43 +265,31 @@ def _dry_run(
 @app.command()
 def verify(
     root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")
-    ] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """Re-read every asset: exists, size and checksum, opens, counts and shapes match."""
     from lake.verify import verify_lake
 
-    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    lake = Root(root, options)
-    report = verify_lake(lake)
+    report = verify_lake(_lake_root(root, endpoint_url))
     for note in report.notes:
         out.print(f"note: {escape(note)}", highlight=False)
-    for problem in report.problems:
-        out.print(escape(str(problem)), highlight=False)
-    if report.problems:
-        err.print(f"{len(report.problems)} problem(s) in {report.objects} objects checked")
-        raise typer.Exit(int(ExitCode.SOURCE))
+    _exit_on_problems(report.problems, f"{report.objects} objects checked")
     out.print(f"{report.objects} objects verified", highlight=False)
 
 
 @app.command(name="ls")
 def list_datasets(
     root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint of a non-AWS object store.")
-    ] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """List the lake's datasets: kind, items, size, extents, last update."""
     from lake.stac.listing import list_lake
 
-    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
     try:
-        lake = Root(root, options)
+        lake = _lake_root(root, endpoint_url)
         entries = list_lake(lake)
     except LakeError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(int(exc.exit_code)) from None
+        _fail(exc)
     table = Table(title=f"lake: {lake.display}")
     for column in ("dataset", "kind", "items", "rows", "size", "bbox", "time", "updated"):
         table.add_column(column, justify="right" if column in ("items", "rows", "size") else "left")
@@ -365,18 +370,12 @@ def demo(
                   f"`lake validate {folder}/lake --schemas FOLDER` with a local copy")  # fmt: skip
     else:
         count, problems = validate_lake(Root(str(folder / "lake")), checker)
-        for problem in problems:
-            out.print(escape(str(problem)), highlight=False)
-        if problems:
-            raise typer.Exit(int(ExitCode.SOURCE))
+        _exit_on_problems(problems, f"{count} documents and files")
         out.print(f"4/4 {count} catalogue documents and GeoParquet files valid")
     from lake.verify import verify_lake
 
     report = verify_lake(Root(str(folder / "lake")))
-    for fault in report.problems:
-        out.print(escape(str(fault)), highlight=False)
-    if report.problems:
-        raise typer.Exit(int(ExitCode.SOURCE))
+    _exit_on_problems(report.problems, f"{report.objects} objects checked")
     out.print(f"    {report.objects} objects verified (sizes, checksums, counts, shapes)")
     out.print(d.how_to_read(folder), highlight=False)
     out.print(f"demo finished in {time.perf_counter() - started:.0f} s", highlight=False)
