@@ -83,6 +83,8 @@ class TableJob:
     watermark: str | None
     key: list[str]
     bounds: tuple[float, float, float, float]
+    crs: dict[str, Any]
+    """PROJJSON of the geometry's CRS (computed once, written into every file's metadata)."""
     numeric: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     """numeric columns → (precision, scale) when decimal128 holds them, else None (text)."""
     row_group_rows: int = 100_000
@@ -563,6 +565,12 @@ class FileInfo:
     time: list[str | None]
     invalid: int
 
+    @property
+    def key(self) -> str:
+        """The partition folder below ``data/`` as written (``year=2015/cell_10deg=…``)."""
+        folder = self.path.rsplit("/", 1)[0]
+        return "" if folder == "data" else folder.removeprefix("data/")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path, "partition": self.partition, "rows": self.rows,
@@ -605,11 +613,7 @@ def _read_old(fs: Any, path: str, low: int, high: int, job: TableJob,
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle)
     table = table.replace_schema_metadata(None)
-    bbox = table.column("bbox").combine_chunks()
-    valid = np.asarray(bbox.is_valid().to_numpy(zero_copy_only=False))
-    cx = (_field(bbox, "xmin") + _field(bbox, "xmax")) / 2
-    cy = (_field(bbox, "ymin") + _field(bbox, "ymax")) / 2
-    hilbert = hilbert_index(cx, cy, valid, job.bounds)
+    hilbert, _ = bbox_hilbert(table.column("bbox"), job.bounds)
     table = table.append_column(HILBERT, pa.array(hilbert, pa.int64()))
     table = table.append_column(GTYPE, pa.array(old_geometry_codes(table, job), pa.int16()))
     table = table.filter(pa.array((hilbert >= low) & (hilbert < high)))
@@ -632,8 +636,20 @@ def matches(table: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
     return mask
 
 
-def _field(bbox: pa.StructArray, name: str) -> np.ndarray:
-    return np.asarray(bbox.field(name).fill_null(0.0).to_numpy(zero_copy_only=False))
+def bbox_hilbert(
+    bbox: pa.ChunkedArray | pa.StructArray, bounds: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hilbert index of the centres of written rows' ``bbox`` values, and which rows have one."""
+    if isinstance(bbox, pa.ChunkedArray):
+        bbox = bbox.combine_chunks()
+    valid = np.asarray(bbox.is_valid().to_numpy(zero_copy_only=False))
+
+    def field(name: str) -> np.ndarray:
+        return np.asarray(bbox.field(name).fill_null(0.0).to_numpy(zero_copy_only=False))
+
+    cx = (field("xmin") + field("xmax")) / 2
+    cy = (field("ymin") + field("ymax")) / 2
+    return hilbert_index(cx, cy, valid, bounds), valid
 
 
 def old_geometry_codes(table: pa.Table, job: TableJob) -> np.ndarray:
@@ -708,7 +724,7 @@ def geo_metadata(job: TableJob, types: list[str], extent: list[float] | None) ->
     column: dict[str, Any] = {
         "encoding": "WKB",
         "geometry_types": types,
-        "crs": crs_projjson(job.srid),
+        "crs": job.crs,
         "covering": {"bbox": {f: ["bbox", f] for f in BBOX_FIELDS}},
     }
     if extent is not None:

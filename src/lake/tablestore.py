@@ -142,13 +142,14 @@ def commit(root: Root, staging: str, new: Manifest, old: Manifest | None) -> Non
     """Move staged files into place, write the manifest, then drop replaced files."""
     fs = root.fs()
     kept = {f.path for f in new.files}
+    published = {f.path for f in old.files} if old is not None else set()
     for info in new.files:
-        source = root.path(staging, info.path)
-        if fs.exists(source):
-            target = root.path(new.dataset, info.path)
-            if root.local:
-                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            fs.mv(source, target)
+        if info.path in published:
+            continue  # kept from the previous version; files of this run have new names
+        target = root.path(new.dataset, info.path)
+        if root.local:
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(root.path(staging, info.path), target)
     new.updated = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     root.put(root.path(new.dataset, MANIFEST), json.dumps(new.to_json(), indent=1).encode())
     if old is not None:

@@ -38,6 +38,11 @@ def _worker_environ() -> dict[str, object]:
     return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
 
 
+def worker_count(client: Client) -> int:
+    """The number of workers the scheduler knows (at least 1, to size task batches)."""
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A client on ``scheduler``, or on a fresh LocalCluster of worker processes."""

@@ -13,6 +13,7 @@ from distributed.scheduler import KilledWorker
 from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, write_block
 from lake.cubeplan import plan_cube
 from lake.errors import LakeError
+from lake.flows.cluster import worker_count
 from lake.sources.netcdf import expand_sources, scan_files
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def scan_and_plan(
     urls = expand_sources(cube.patterns, cube.storage_options)
     # A few batches per worker: thousands of one-file tasks would cost more to schedule
     # than to run.
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    workers = worker_count(client)
     size = max(1, min(64, len(urls) // (4 * workers)))
     batches = [urls[i : i + size] for i in range(0, len(urls), size)]
     scans = client.map(

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake.errors import SourceError, SpecError, TargetError
+from lake.flows.cluster import worker_count
 from lake.flows.cubes import Progress, _gather, _quiet, _tree_size
 from lake.sources.postgres import Described, Session, resolve_dsn
 from lake.table import (
@@ -35,13 +36,13 @@ from lake.table import (
     FileTask,
     PartResult,
     TableJob,
+    bbox_hilbert,
     crs_bounds,
-    hilbert_index,
+    crs_projjson,
     matches,
-    partition_name,
+    stage_part,
     write_file,
 )
-from lake.table import stage_part as _stage_part
 from lake.tablestore import Manifest, clean, commit, read_manifest
 
 if TYPE_CHECKING:
@@ -156,24 +157,12 @@ def _check_old(job: TableJob, path: str, changed: pa.Table | None) -> tuple[bool
     columns = ["bbox", *(job.key if changed is not None else [])]
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle, columns=columns)
-    bbox = table.column("bbox").combine_chunks()
-    valid = np.asarray(bbox.is_valid().to_numpy(zero_copy_only=False))
-
-    def field(name: str) -> np.ndarray:
-        return np.asarray(bbox.field(name).fill_null(0.0).to_numpy(zero_copy_only=False))
-
-    hil = hilbert_index(
-        (field("xmin") + field("xmax")) / 2, (field("ymin") + field("ymax")) / 2, valid, job.bounds
-    )
+    hil, _ = bbox_hilbert(table.column("bbox"), job.bounds)
     hist = np.bincount(np.minimum(hil >> HIST_SHIFT, HIST_BINS - 1), minlength=HIST_BINS)
     hit = False
     if changed is not None:
         hit = bool(matches(table, changed, job.key).any())
     return hit, hist
-
-
-def _stage(job: TableJob, part: Any) -> PartResult:
-    return _stage_part(job, part)
 
 
 def dry_run_table(
@@ -188,7 +177,7 @@ def dry_run_table(
     old = read_manifest(root, dataset.id)
     incremental = spec.incremental is not None and old is not None and not full_refresh
     label = f"table {spec.postgres.table}" if spec.postgres.table else f"query of {dataset.id}"
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    workers = worker_count(client)
     with Session(secret, label) as session:
         described = session.describe(spec.postgres)
         _check_columns(described, spec, subject)
@@ -235,7 +224,7 @@ def build_table(
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     staging = f"{dataset.id}/.staging/{run}"
     label = f"table {spec.postgres.table}" if spec.postgres.table else f"query of {dataset.id}"
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    workers = worker_count(client)
 
     with Session(secret, label) as session:
         described = session.describe(spec.postgres)
@@ -279,10 +268,11 @@ def build_table(
             watermark=spec.incremental.column if spec.incremental else None,
             key=key if incremental else [],
             bounds=crs_bounds(srid),
+            crs=crs_projjson(srid),
             numeric=numeric,
             row_group_rows=spec.row_group_rows,
         )
-        futures = client.map(_stage, [job] * len(parts), parts, pure=False)
+        futures = client.map(stage_part, [job] * len(parts), parts, pure=False)
         staged: list[PartResult] = _gather(client, futures, f"{dataset.id}: read", progress)
 
     result.rows_read = sum(r.rows_read for r in staged)
@@ -324,7 +314,7 @@ def build_table(
         if changed is not None:
             changed_future = client.scatter(changed, broadcast=True)
         for info in old.files:
-            old_files.setdefault(_key_path(info, spec), []).append(info)
+            old_files.setdefault(info.key, []).append(info)
         infos = list(old.files)
         checks = client.map(
             _check_old,
@@ -334,9 +324,9 @@ def build_table(
             pure=False,
         )
         checked = _gather(client, checks, f"{dataset.id}: check", progress)
-        hit_keys = {_key_path(f, spec) for f, (hit, _) in zip(infos, checked, strict=True) if hit}
+        hit_keys = {f.key for f, (hit, _) in zip(infos, checked, strict=True) if hit}
         for info, (_, hist) in zip(infos, checked, strict=True):
-            key_path = _key_path(info, spec)
+            key_path = info.key
             if key_path in histograms or key_path in hit_keys:
                 histograms[key_path] = histograms.get(key_path, 0) + hist
                 sizes[key_path] = sizes.get(key_path, 0) + info.bytes
@@ -352,9 +342,7 @@ def build_table(
     written = [f for f in _gather(client, writes, f"{dataset.id}: write", progress) if f]
 
     rewritten = set(histograms)
-    kept = [
-        f for f in (old.files if incremental and old else []) if _key_path(f, spec) not in rewritten
-    ]
+    kept = [f for f in (old.files if incremental and old else []) if f.key not in rewritten]
     marks = [r.watermark for r in staged if r.watermark is not None]
     mark = max(marks) if marks else None
     if old is not None and incremental and old.watermark is not None:
@@ -380,14 +368,3 @@ def build_table(
     result.bytes_out = _tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _key_path(info: FileInfo, spec: TableSource) -> str:
-    names = [partition_name(kind, arg) for kind, arg in spec.partitions]
-    parts = []
-    for name in names:
-        segment = info.path.split("/")
-        found = next((s for s in segment if s.startswith(f"{name}=")), None)
-        if found is not None:
-            parts.append(found)
-    return "/".join(parts)

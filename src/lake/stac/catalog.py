@@ -174,11 +174,7 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             ids.append(item["id"])
             new[item["id"]] = digest
             if old.get(item["id"]) != digest:
-                path = root.path(dataset.id, "items", f"{item['id']}.json")
-                if root.local:
-                    root.put(path, data)
-                else:
-                    fs.pipe_file(path, data)
+                root.put(root.path(dataset.id, "items", f"{item['id']}.json"), data)
                 result.written += 1
             yield full
 

@@ -189,12 +189,9 @@ def _variables(
         }
         if chunking and str(name) in chunking:
             entry["chunks"], entry["shards"] = chunking[str(name)]
-        for key in ("units", "long_name", "standard_name"):
-            if key in var.attrs:
-                target = {"units": "unit", "long_name": "description"}.get(key, key)
-                if target == "standard_name":
-                    continue
-                entry[target] = str(var.attrs[key])
+        for attr, key in (("units", "unit"), ("long_name", "description")):
+            if attr in var.attrs:
+                entry[key] = str(var.attrs[attr])
         out[str(name)] = entry
     return out
 
@@ -331,10 +328,8 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
     columns = _columns(root, dataset.id, manifest)
     groups: dict[str, list[Any]] = {}
     for info in manifest.files:
-        # The folder path, as written (values percent-encoded): a safe, unique item id.
-        folder = info.path.rsplit("/", 1)[0]
-        key = "" if folder == "data" else folder.removeprefix("data/")
-        groups.setdefault(key, []).append(info)
+        # The folder path as written (values percent-encoded): a safe, unique item id.
+        groups.setdefault(info.key, []).append(info)
     bbox = _to_wgs84(_union([f.bbox for f in manifest.files]), srid)
     starts = [f.time[0] for f in manifest.files if f.time and f.time[0]]
     ends = [f.time[1] for f in manifest.files if f.time and f.time[1]]
