@@ -7,6 +7,7 @@ may reach a log or an error message.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -97,6 +98,11 @@ class Root:
             return LocalStore(self.path(*parts), read_only=read_only)
         url = "/".join([self.url, *(p.strip("/") for p in parts)])
         return FsspecStore.from_url(url, storage_options=self.storage_options, read_only=read_only)
+
+    def read_json(self, *parts: str) -> Any:
+        """The JSON document at ``parts`` below the root; FileNotFoundError if absent."""
+        with self.fs().open(self.path(*parts), "rb") as handle:
+            return json.loads(handle.read())
 
     def open_write(self, path: str) -> Any:
         """A binary file handle for writing ``path`` (parent folders made on local disk)."""

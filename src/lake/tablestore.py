@@ -104,11 +104,8 @@ def decode_value(doc: dict[str, Any]) -> Any:
 
 
 def read_manifest(root: Root, dataset: str) -> Manifest | None:
-    fs = root.fs()
-    path = root.path(dataset, MANIFEST)
     try:
-        with fs.open(path, "rb") as handle:
-            doc = json.loads(handle.read())
+        doc = root.read_json(dataset, MANIFEST)
     except FileNotFoundError:
         return None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

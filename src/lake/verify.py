@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +46,7 @@ class Report:
 
 def _json(root: Root, path: str, report: Report) -> Any:
     try:
-        with root.fs().open(root.path(path), "rb") as handle:
-            return json.loads(handle.read())
+        return root.read_json(path)
     except FileNotFoundError:
         report.add(path, "is missing")
     except ValueError as exc:

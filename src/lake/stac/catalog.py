@@ -149,10 +149,9 @@ def _with_links(item: dict[str, Any], spec: Spec, dataset: str) -> dict[str, Any
     return {**item, "links": links}
 
 
-def _read_json(root: Root, path: str) -> Any:
+def _read_json(root: Root, *parts: str) -> Any:
     try:
-        with root.fs().open(path, "rb") as handle:
-            return json.loads(handle.read())
+        return root.read_json(*parts)
     except FileNotFoundError:
         return None
 
@@ -162,7 +161,7 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
     d = describe(root, dataset)
     fs = root.fs()
     digests_path = root.path(dataset.id, DIGESTS)
-    old: dict[str, str] = _read_json(root, digests_path) or {}
+    old: dict[str, str] = _read_json(root, dataset.id, DIGESTS) or {}
     new: dict[str, str] = {}
     ids: list[str] = []
 
@@ -265,7 +264,7 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
     root.put(root.path("catalog.json"), data)
     # Digests of the catalogue's own documents, for `lake verify` (items have theirs in
     # each collection's digest file).
-    digests: dict[str, str] = _read_json(root, root.path(DOCUMENT_DIGESTS)) or {}
+    digests: dict[str, str] = _read_json(root, DOCUMENT_DIGESTS) or {}
     digests.update(result.documents)
     digests["catalog.json"] = hashlib.sha256(data).hexdigest()
     root.put(root.path(DOCUMENT_DIGESTS), _dumps(digests, indent=1))

@@ -159,10 +159,7 @@ def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
 
 def _chunking(root: Root, dataset: str, layout: str) -> dict[str, tuple[list[int], list[int]]]:
     """(inner chunk shape, shard shape) of each array, from the consolidated group document."""
-    import json
-
-    with root.fs().open(root.path(dataset, f"{layout}.zarr", "zarr.json"), "rb") as handle:
-        doc = json.loads(handle.read())
+    doc = root.read_json(dataset, f"{layout}.zarr", "zarr.json")
     out = {}
     for name, meta in doc.get("consolidated_metadata", {}).get("metadata", {}).items():
         if meta.get("node_type") != "array":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lake.errors import TargetError
 
@@ -25,11 +24,6 @@ class Entry:
     rows: int | None
 
 
-def _read(root: Root, path: str) -> Any:
-    with root.fs().open(root.path(path), "rb") as handle:
-        return json.loads(handle.read())
-
-
 def _mtime(root: Root, path: str) -> str | None:
     info = root.fs().info(root.path(path))
     value = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
@@ -43,7 +37,7 @@ def _mtime(root: Root, path: str) -> str | None:
 def list_lake(root: Root) -> list[Entry]:
     fs = root.fs()
     try:
-        catalog = _read(root, "catalog.json")
+        catalog = root.read_json("catalog.json")
     except FileNotFoundError:
         raise TargetError(
             f"{root.display}/catalog.json",
@@ -55,7 +49,7 @@ def list_lake(root: Root) -> list[Entry]:
         if link.get("rel") != "child":
             continue
         path = link["href"].removeprefix("./")
-        collection = _read(root, path)
+        collection = root.read_json(path)
         folder = path.rsplit("/", 1)[0]
         assets = collection.get("assets", {})
         items = sum(1 for x in collection.get("links", []) if x.get("rel") == "item")
@@ -63,7 +57,7 @@ def list_lake(root: Root) -> list[Entry]:
         bbox = (extent.get("spatial", {}).get("bbox") or [None])[0]
         interval = (extent.get("temporal", {}).get("interval") or [[None, None]])[0]
         if "manifest" in assets:
-            manifest = _read(root, f"{folder}/table.json")
+            manifest = root.read_json(f"{folder}/table.json")
             size = sum(int(f["bytes"]) for f in manifest.get("files", []))
             rows = int(manifest.get("rows", 0))
             updated = manifest.get("updated")

@@ -112,7 +112,6 @@ def _deepest(error: Any) -> Any:
 
 def _documents(root: Root) -> Iterator[tuple[str, Any]]:
     """(path below the root, parsed document) of every document reachable from the root."""
-    fs = root.fs()
     queue = ["catalog.json"]
     seen: set[str] = set()
     while queue:
@@ -121,8 +120,7 @@ def _documents(root: Root) -> Iterator[tuple[str, Any]]:
             continue
         seen.add(path)
         try:
-            with fs.open(root.path(path), "rb") as handle:
-                doc = json.loads(handle.read())
+            doc = root.read_json(path)
         except FileNotFoundError:
             yield path, FileNotFoundError(path)
             continue
@@ -158,8 +156,7 @@ def validate_lake(root: Root, schemas: Schemas) -> tuple[int, list[Problem]]:
             problems += schemas.check(doc, url, path)
         if kind == "Collection" and "manifest" in doc.get("assets", {}):
             base = path.rsplit("/", 1)[0]
-            with fs.open(root.path(base, "table.json"), "rb") as handle:
-                manifest = json.loads(handle.read())
+            manifest = root.read_json(base, "table.json")
             for info in manifest.get("files", []):
                 where = f"{base}/{info['path']}"
                 count += 1
