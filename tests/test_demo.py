@@ -24,6 +24,9 @@ def test_demo_builds_validates_and_explains(tmp_path: Path) -> None:
     if SCHEMAS.is_dir():
         assert "catalogue documents and GeoParquet files valid" in output
     assert "objects verified" in output
+    # Events without coordinates: their occurrences are kept without a geometry, and counted.
+    assert "612 rows without valid" in output  # the summary wraps inside its cell
+    assert "coordinates kept with a null geometry" in output
     for dataset in ("thetao-daily", "mooring-demo01", "occurrences"):
         assert dataset in output
         assert (tmp_path / "demo" / "lake" / dataset / "collection.json").is_file()

@@ -109,7 +109,7 @@ def test_files_follow_geoparquet_and_readers_agree(
     load_darwin_core(pg_dsn, sorted((shared_data / "occurrence").glob("*.zip")))
     monkeypatch.setenv("LAKE_TEST_SOURCE", pg_dsn)
     lake = tmp_path / "lake"
-    _build(client, str(lake), {
+    result = _build(client, str(lake), {
         "postgres": {"dsn_env": "LAKE_TEST_SOURCE", "query": OCCURRENCE_QUERY},
         "geometry": {"lon": "decimallongitude", "lat": "decimallatitude", "invalid": "drop"},
         "partition_by": ["grid(10)", "dataset_name"],
@@ -149,6 +149,7 @@ def test_files_follow_geoparquet_and_readers_agree(
     # Rows without coordinates were dropped, and counted.
     total = fetch(pg_dsn, f"SELECT count(*) FROM ({OCCURRENCE_QUERY}) q "
                           "WHERE decimallatitude IS NOT NULL")[0][0]  # fmt: skip
+    assert result.dropped == result.invalid == result.rows_read - total
 
     import duckdb
     import geopandas as gpd
@@ -234,6 +235,15 @@ def test_types_and_nulls(
     assert three["geometry"] is None and three["lon"] == 200  # kept, without a geometry
     folders = sorted(p.name for p in (tmp_path / "lake" / "occ" / "data").iterdir())
     assert folders == ["region=north", "region=south%2Fwest"]
+
+    # `invalid: drop` leaves those rows out, and counts them.
+    dropping = _build(client, str(tmp_path / "dropped"), {
+        "postgres": {"dsn_env": "LAKE_TEST_SOURCE", "table": "public.typed"},
+        "geometry": {"lon": "lon", "lat": "lat", "invalid": "drop"},
+        "partition_by": ["region"],
+    }, tmp_path)  # fmt: skip
+    assert dropping.dropped == dropping.invalid == 2 and dropping.rows == 1
+    assert _lake(tmp_path / "dropped").column("id").to_pylist() == [1]
 
     # A partition whose rows have no geometry: its item has none and stays out of the mirror.
     from lake.stac.catalog import write_catalogue
