@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
+from lake.cube import publish
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root
@@ -125,6 +126,62 @@ def test_unpublished_chunks_are_invisible(tmp_path: Path, client: Client) -> Non
         open_cube(str(tmp_path / "lake/cube/maps.zarr"))["time"].values,
         decoded_source(*files)["time"].values,
     )
+
+
+@pytest.mark.distributed
+def test_publish_killed_among_array_documents_is_rolled_back(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish killed after some array documents: readers and `lake verify` see the old
+    cube (the journal names the documents ahead), and the next build, even with nothing to
+    append, rolls them back."""
+    from lake.cube import JOURNAL
+    from lake.cubeplan import plan_cube
+    from lake.flows.cubes import _gather, submit_writes
+    from lake.sources.netcdf import scan_file
+    from lake.stac.catalog import write_catalogue
+    from lake.verify import verify_lake
+
+    src = tmp_path / "src"
+    files = write_daily_product(src, days=6, ny=30, nx=40)
+    lake = tmp_path / "lake"
+    spec3 = spec_for(str(lake), [str(f) for f in files[:3]], tmp_path)
+    build_cube(client, Root(spec3.root), spec3.datasets[0])
+    write_catalogue(Root(spec3.root), spec3)
+    published = open_cube(str(lake / "cube/maps.zarr"))
+
+    spec6 = spec_for(str(lake), str(src / "*.nc"), tmp_path)
+    plan = plan_cube(Root(spec6.root), spec6.datasets[0], [scan_file(str(f)) for f in files])
+    _gather(client, submit_writes(client, plan, {}), "write", lambda *a: None)
+    maps = next(w for w in plan.layouts if w.layout == "maps")
+    puts: list[str] = []
+    real_put = Root.put
+
+    def dying_put(self: Root, path: str, data: bytes) -> None:
+        if path.endswith("/thetao/zarr.json"):
+            raise KeyboardInterrupt  # killed right after the time array's document
+        puts.append(path)
+        real_put(self, path, data)
+
+    monkeypatch.setattr(Root, "put", dying_put)
+    with pytest.raises(KeyboardInterrupt):
+        publish(Root(spec6.root), maps.group, maps.documents)
+    monkeypatch.undo()
+    assert any(p.endswith("/time/zarr.json") for p in puts)
+    assert (lake / "cube/maps.zarr" / JOURNAL).exists()
+    assert_same(open_cube(str(lake / "cube/maps.zarr")), published)
+    report = verify_lake(Root(spec3.root))
+    assert not report.problems, report.problems
+    assert any("time/zarr.json: holds the metadata of an append" in n for n in report.notes)
+
+    # The new files are withdrawn: the next build has nothing to append, and settles it.
+    result = build_cube(client, Root(spec3.root), spec3.datasets[0])
+    assert result.added == {}
+    assert not (lake / "cube/maps.zarr" / JOURNAL).exists()
+    assert not verify_lake(Root(spec3.root)).problems
+    time_doc = json.loads((lake / "cube/maps.zarr/time/zarr.json").read_text())
+    assert time_doc["shape"] == [3]
+    assert_same(open_cube(str(lake / "cube/maps.zarr")), published)
 
 
 @pytest.mark.distributed

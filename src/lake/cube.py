@@ -8,16 +8,19 @@ A build of one layout has three phases:
 2. :func:`write_block` (run on Dask workers) writes one shard-aligned block of one
    variable straight into the target through an :class:`ArrayRef` that carries the *new*
    metadata, so chunks beyond the published shape can be written before it changes.
-3. :func:`publish` copies the rendered documents to the target: coordinate chunks, then
-   array documents, then the group document, which is the commit point readers see
-   (``xr.open_zarr`` reads consolidated metadata from it).
+3. :func:`publish` copies the rendered documents to the target: a journal of the new array
+   documents, coordinate chunks, array documents, then the group document, which is the
+   commit point readers see (``xr.open_zarr`` reads consolidated metadata from it).
 
-A build killed before phase 3 leaves orphan chunks past the published shape and, at most,
-a rewritten last partial shard whose published part holds the same values as before.
+A build killed before the group document leaves orphan chunks past the published shape,
+at most a rewritten last partial shard (or ``time`` chunk) whose published part holds the
+same values as before, and possibly array documents ahead of the consolidated metadata,
+which the journal names and :func:`recover` rolls back before the next build.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
     from lake.storage import Root
 
 GROUP_DOC = "zarr.json"
+# Time steps per chunk of the ``time`` coordinate: 512 KiB of int64 at most, a few bytes
+# once compressed for regular steps; 7 years of hourly data fit in one chunk.
+TIME_CHUNK = 2**16
 
 
 def compressor() -> BloscCodec:
@@ -140,6 +146,12 @@ def write_block(
     Time steps before ``published_ntime`` come from the ``committed`` array (the last partial
     shard is rewritten whole, its published part unchanged); later ones from ``feed``.
     """
+    rewrites_published = committed is not None and region["time"].start < published_ntime
+    if rewrites_published and target.root.local:
+        # zarrs writes local files in place (truncate, then write): a build killed mid-write
+        # would tear a shard readers use. zarr-python writes a temporary file and renames
+        # it, so the published shard is either the old one or the new one.
+        return _write_block(target, region, feed, committed, published_ntime)
     with zarr.config.set(fast_codecs()):
         return _write_block(target, region, feed, committed, published_ntime)
 
@@ -191,16 +203,25 @@ def build_template(
     layout: str,
     chunking: Chunking,
     checksums: bool = True,
+    time_chunk: int = TIME_CHUNK,
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
-    """The full-size dataset (lazy placeholders for time-dependent variables) and encoding."""
+    """The full-size dataset (lazy placeholders for time-dependent variables) and encoding.
+
+    The ``time`` coordinate has a fixed chunk length (``time_chunk``, kept from the
+    published cube): were its chunk the whole axis, an append would rewrite that chunk in
+    a shape the published metadata cannot read, and readers would fail until the new
+    metadata lands. With a fixed grid the rewritten last chunk holds the published values
+    unchanged.
+    """
     dynamic = [str(n) for n, v in first.variables.items() if "time" in v.dims and n != "time"]
     base = first.drop_vars(dynamic)
     time_attrs = {k: v for k, v in first["time"].attrs.items() if k not in PACKING_ATTRS}
     base = base.drop_vars("time").assign_coords(time=("time", times, time_attrs))
     calendar = index.calendar
     encoding: dict[str, dict[str, Any]] = {
-        "time": {"units": time_units, "calendar": calendar, "dtype": "int64"}
-    }
+        "time": {"units": time_units, "calendar": calendar, "dtype": "int64",
+                 "chunks": (time_chunk,)}
+    }  # fmt: skip
     for name in base.variables:
         var = base.variables[name]
         if name == "time":
@@ -285,6 +306,11 @@ class Published:
     def ntime(self) -> int:
         return len(self.times)
 
+    @property
+    def time_chunk(self) -> int:
+        grid = self.arrays["time"]["chunk_grid"]["configuration"]["chunk_shape"]
+        return int(grid[0])
+
 
 def read_published(root: Root, group: str) -> Published | None:
     """The published state of ``group``, or ``None`` if nothing is published there."""
@@ -319,12 +345,43 @@ def read_published(root: Root, group: str) -> Published | None:
     return Published(times, units, calendar, arrays, statics)
 
 
+JOURNAL = ".publishing.json"
+
+
 def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
-    """Copy rendered documents: small arrays, then array documents, then the group document."""
+    """Copy rendered documents: small arrays, then array documents, then the group document.
+
+    Array documents are separate objects, so a build killed among them would leave some
+    arrays' own ``zarr.json`` ahead of the consolidated metadata readers use. A journal
+    written first records the sha256 of each new array document; ``lake verify`` accepts
+    exactly those, and the next build rolls them back (:func:`recover`) before planning.
+    """
     chunks = [k for k in documents if not k.endswith(GROUP_DOC)]
     arrays = [k for k in documents if k.endswith(GROUP_DOC) and k != GROUP_DOC]
+    journal = {k.removesuffix("/" + GROUP_DOC): hashlib.sha256(documents[k]).hexdigest()
+               for k in arrays}  # fmt: skip
+    root.put(root.path(group, JOURNAL), json.dumps({"arrays": journal}).encode())
     for key in [*chunks, *arrays, GROUP_DOC]:
         root.put(root.path(group, key), documents[key])
+    root.fs().rm(root.path(group, JOURNAL))
+
+
+def recover(root: Root, group: str) -> bool:
+    """Finish what a killed :func:`publish` left: restore array documents from the
+    consolidated metadata (what readers saw) and drop the journal. True if there was one."""
+    fs = root.fs()
+    journal = root.path(group, JOURNAL)
+    if not fs.exists(journal):
+        return False
+    try:
+        doc = root.read_json(group, GROUP_DOC)
+    except FileNotFoundError:
+        doc = None  # killed before the first group document: nothing was published
+    arrays = (doc or {}).get("consolidated_metadata", {}).get("metadata", {})
+    for name, meta in arrays.items():
+        root.put(root.path(group, name, GROUP_DOC), json.dumps(meta, indent=2).encode())
+    fs.rm(journal)
+    return True
 
 
 def has_chunk_checksums(published: Published) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lake.cube import (
+    TIME_CHUNK,
     ArrayRef,
     Published,
     array_metadata,
@@ -152,8 +153,9 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
             group = layout_group(dataset.id, layout)
             checksums = pub is None or has_chunk_checksums(pub)
             template, encoding = build_template(
-                first, index, axis, units, layout, cube.chunking, checksums
-            )
+                first, index, axis, units, layout, cube.chunking, checksums,
+                time_chunk=pub.time_chunk if pub is not None else TIME_CHUNK,
+            )  # fmt: skip
             documents = render_layout(template, encoding)
             targets = {
                 name: ArrayRef(root, group, name, array_metadata(documents, name))

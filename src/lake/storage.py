@@ -121,6 +121,24 @@ class Root:
         else:
             self.fs().pipe_file(path, data)
 
+    def remove_partials(self, *parts: str, recursive: bool = True) -> list[str]:
+        """Delete temporary ``*.partial`` files a killed writer left below ``parts``.
+
+        Only local disk has them (object stores publish a PUT whole or not at all); no
+        reader opens them, so this is housekeeping before a dataset is written again.
+        """
+        if not self.local:
+            return []
+        removed: list[str] = []
+        for folder, _, files in os.walk(self.path(*parts)):
+            for name in files:
+                if name.endswith(".partial"):
+                    removed.append(os.path.join(folder, name))
+                    os.remove(removed[-1])
+            if not recursive:
+                break
+        return removed
+
     def check_writable(self) -> None:
         """Write and remove a probe object; raise :class:`TargetError` if that fails."""
         fs = self.fs()

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from distributed import as_completed
 from distributed.scheduler import KilledWorker
 
-from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, write_block
-from lake.cubeplan import plan_cube
+from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, recover, write_block
+from lake.cubeplan import layout_group, plan_cube
 from lake.errors import LakeError
 from lake.flows.cluster import worker_count
 from lake.sources.netcdf import expand_sources, scan_files
@@ -157,6 +157,9 @@ def build_cube(
     cube = dataset.cube
     assert cube is not None
     result = CubeResult(dataset.id)
+    root.remove_partials(dataset.id)
+    for layout in cube.layouts:
+        recover(root, layout_group(dataset.id, layout))
     plan, infos = scan_and_plan(client, root, dataset, progress)
     result.files_found = plan.files_found
     result.ntime = plan.ntime
