@@ -9,9 +9,11 @@ Layout below the root::
 The manifest lists every published file with its partition, rows, size, sha256, bbox and
 time range, and keeps the source's watermark. A build writes new files under
 ``.staging``, then commits: move the new files into ``data/``, write the manifest (one
-atomic PUT or rename), delete the files the manifest no longer lists, delete the staging
-folder. A build killed before the manifest write leaves the old manifest valid; files in
-``data/`` that no manifest lists are removed by the next build.
+atomic PUT or rename), delete the staging folder. Files the manifest no longer lists are
+deleted only once the published catalogue no longer points at them either (after the
+catalogue is rewritten, or at the start of the next build), so a build killed between the
+manifest and the catalogue leaves both readable. A build killed before the manifest write
+leaves the old manifest valid; files in ``data/`` that nothing lists are removed later.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from lake.errors import TargetError
 from lake.table import FileInfo
 
 if TYPE_CHECKING:
+    from collections.abc import Set
+
     from lake.storage import Root
 
 MANIFEST = "table.json"
@@ -117,8 +121,11 @@ def read_manifest(root: Root, dataset: str) -> Manifest | None:
     return Manifest.from_json(doc)
 
 
-def clean(root: Root, dataset: str, manifest: Manifest | None) -> list[str]:
-    """Remove what an interrupted build left: staging folders and unlisted data files."""
+def clean(
+    root: Root, dataset: str, manifest: Manifest | None, keep: Set[str] = frozenset()
+) -> list[str]:
+    """Remove staging folders and data files listed neither in ``manifest`` nor in ``keep``
+    (paths relative to the dataset folder: the files the published catalogue points at)."""
     fs = root.fs()
     removed: list[str] = []
     staging = root.path(dataset, ".staging")
@@ -126,19 +133,25 @@ def clean(root: Root, dataset: str, manifest: Manifest | None) -> list[str]:
         fs.rm(staging, recursive=True)
         removed.append(staging)
     data = root.path(dataset, "data")
-    listed = {root.path(dataset, f.path) for f in (manifest.files if manifest else [])}
+    listed = {root.path(dataset, p) for p in keep}
+    listed |= {root.path(dataset, f.path) for f in (manifest.files if manifest else [])}
     if fs.exists(data):
         orphans = [p for p in fs.find(data) if p.endswith(".parquet") and p not in listed]
         if orphans:
             fs.rm(orphans)
             removed.extend(orphans)
+    if root.local:
+        _remove_empty_dirs(root, dataset)
     return removed
 
 
-def commit(root: Root, staging: str, new: Manifest, old: Manifest | None) -> None:
-    """Move staged files into place, write the manifest, then drop replaced files."""
+def commit(
+    root: Root, staging: str, new: Manifest, old: Manifest | None, keep: Set[str] = frozenset()
+) -> None:
+    """Move staged files into place and write the manifest; drop replaced files that the
+    published catalogue does not list in ``keep`` (the rest go once it is rewritten)."""
     fs = root.fs()
-    kept = {f.path for f in new.files}
+    kept = {f.path for f in new.files} | set(keep)
     published = {f.path for f in old.files} if old is not None else set()
     for info in new.files:
         if info.path in published:

@@ -130,7 +130,7 @@ def run_build(
         return
     from lake.flows.cluster import dask_client
     from lake.flows.cubes import build_cube
-    from lake.flows.tables import build_table
+    from lake.flows.tables import build_table, tidy_table
     from lake.stac.catalog import write_catalogue
 
     parsed: Spec | None = None
@@ -163,6 +163,9 @@ def run_build(
                     table_result = build_table(client, root, dataset, progress, full_refresh)
                     results.append(_table_row(table_result))
             catalogue = write_catalogue(root, parsed, only=[d.id for d in datasets])
+            for dataset in datasets:
+                if dataset.table is not None:
+                    tidy_table(root, dataset.id)
     except LakeError as exc:
         _fail(exc)
     except Exception as exc:

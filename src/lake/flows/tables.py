@@ -29,6 +29,7 @@ from lake.errors import SourceError, SpecError, TargetError
 from lake.flows.cluster import worker_count
 from lake.flows.cubes import Progress, _gather, _quiet, _tree_size
 from lake.sources.postgres import Described, Session, resolve_dsn
+from lake.stac.catalog import catalogued_files
 from lake.table import (
     HIST_BINS,
     HIST_SHIFT,
@@ -211,7 +212,10 @@ def build_table(
     result = TableResult(dataset.id)
     secret = resolve_dsn(spec.postgres, subject)
     old = read_manifest(root, dataset.id)
-    clean(root, dataset.id, old)
+    # Files the published catalogue points at stay until the catalogue is rewritten.
+    catalogued = catalogued_files(root, dataset.id)
+    root.remove_partials(dataset.id)
+    clean(root, dataset.id, old, catalogued)
     partitioning = list(spec.partition_by)
     if old is not None and not full_refresh and old.partitioning != partitioning:
         raise TargetError(
@@ -361,10 +365,16 @@ def build_table(
             "crs_srid": srid,
         },
     )
-    commit(root, staging, manifest, old)
+    commit(root, staging, manifest, old, catalogued)
     result.files_written = len(written)
     result.partitions_written = len(rewritten)
     result.rows = manifest.rows
     result.bytes_out = _tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def tidy_table(root: Root, dataset_id: str) -> list[str]:
+    """After the catalogue is rewritten: drop data files neither it nor the manifest lists."""
+    manifest = read_manifest(root, dataset_id)
+    return clean(root, dataset_id, manifest, catalogued_files(root, dataset_id))

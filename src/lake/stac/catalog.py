@@ -10,6 +10,9 @@ Layout::
     <dataset>/.stac-digests.json     sha256 of each item document, to rewrite only changes
     .stac-documents.json             sha256 of catalog.json and each collection.json
 
+A digest file maps a document to its sha256, or, while a build is rewriting it, to the
+list of digests it may have (old and new).
+
 Links are relative; an absolute ``self`` link is added only when the spec gives
 ``public_url``. Items are written first (only those whose content changed), then the
 mirror, then each collection, then ``catalog.json``: readers walking from the root never
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from lake.storage import Root
 
 DIGESTS = ".stac-digests.json"
+DIGESTS_FORMAT = "lake-stac-digests/2"
+ITEM_BATCH = 5_000
 DOCUMENT_DIGESTS = ".stac-documents.json"
 MIRROR_CHUNK = 10_000
 
@@ -156,14 +161,61 @@ def _read_json(root: Root, *parts: str) -> Any:
         return None
 
 
+Digest = str | list[str]  # one digest, or every digest a document may have mid-write
+
+
+def read_digests(root: Root, dataset_id: str) -> tuple[dict[str, Digest], list[str]]:
+    """A collection's recorded item digests and the item ids still to be removed."""
+    doc = _read_json(root, dataset_id, DIGESTS) or {}
+    if doc.get("format") != DIGESTS_FORMAT:  # the first layout: a flat id -> digest map
+        return dict(doc), []
+    return dict(doc["items"]), list(doc.get("removing", []))
+
+
+def _put_digests(root: Root, dataset_id: str, items: dict[str, Digest],
+                 removing: list[str]) -> None:  # fmt: skip
+    doc = {"format": DIGESTS_FORMAT, "items": items, "removing": removing}
+    root.put(root.path(dataset_id, DIGESTS), _dumps(doc))
+
+
+def _accepted(old: Digest | None, new: str) -> list[str]:
+    before = [] if old is None else [old] if isinstance(old, str) else list(old)
+    return [*dict.fromkeys([*before, new])]
+
+
+def _accept_document(root: Root, path: str, digest: str) -> None:
+    """Record that ``path`` may now hold ``digest`` too, before it is overwritten."""
+    digests: dict[str, Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    digests[path] = _accepted(digests.get(path), digest)
+    root.put(root.path(DOCUMENT_DIGESTS), _dumps(digests, indent=1))
+
+
 def write_collection(root: Root, spec: Spec, dataset: Dataset, result: CatalogueResult) -> None:
-    """Write one dataset's items (changed ones only), mirror, thumbnail and collection."""
+    """Write one dataset's items (changed ones only), mirror, thumbnail and collection.
+
+    Every document is written whole (rename or PUT), and its new digest is recorded as
+    accepted *before* it is written: a build killed at any point leaves each document
+    either as it was or as it should be, and ``lake verify`` accepts both. Items that no
+    longer exist are deleted after the collection stops linking them.
+    """
     d = describe(root, dataset)
     fs = root.fs()
-    digests_path = root.path(dataset.id, DIGESTS)
-    old: dict[str, str] = _read_json(root, dataset.id, DIGESTS) or {}
+    old, removing = read_digests(root, dataset.id)
+    accepted: dict[str, Digest] = dict(old)
     new: dict[str, str] = {}
     ids: list[str] = []
+    batch: list[tuple[str, bytes]] = []
+
+    def flush() -> None:
+        if batch:
+            # New items are not linked until the collection is written: only documents
+            # that readers may already reach need their new digest recorded first.
+            if any(item_id in old for item_id, _ in batch):
+                _put_digests(root, dataset.id, accepted, removing)
+            for item_id, data in batch:
+                root.put(root.path(dataset.id, "items", f"{item_id}.json"), data)
+            result.written += len(batch)
+            batch.clear()
 
     def documents() -> Iterator[dict[str, Any]]:
         for item in d.items():
@@ -173,26 +225,39 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             ids.append(item["id"])
             new[item["id"]] = digest
             if old.get(item["id"]) != digest:
-                root.put(root.path(dataset.id, "items", f"{item['id']}.json"), data)
-                result.written += 1
+                accepted[item["id"]] = _accepted(old.get(item["id"]), digest)
+                batch.append((item["id"], data))
+                if len(batch) >= ITEM_BATCH:
+                    flush()
             yield full
+        flush()
 
     # stac-geoparquet needs a geometry: items without one live in JSON only.
-    mirror = _write_mirror(root, dataset.id, (i for i in documents() if i.get("geometry")))
+    generated = documents()
+    mirror = _write_mirror(root, dataset.id, (i for i in generated if i.get("geometry")))
+    for _ in generated:  # the mirror stops early only when no item has a geometry
+        pass
     result.items += len(ids)
-    gone = [i for i in old if i not in new]
-    if gone:
-        fs.rm([root.path(dataset.id, "items", f"{i}.json") for i in gone])
-        result.removed += len(gone)
     png = d.thumbnail() if d.thumbnail else None
     if png:
         root.put(root.path(dataset.id, "thumbnail.png"), png)
-    root.put(digests_path, _dumps(new))
+    removing = sorted({*removing, *(i for i in old if i not in new)} - set(new))
+    # Items to remove keep their digests until the new collection no longer links them.
+    _put_digests(root, dataset.id, {**{i: old[i] for i in removing if i in old}, **new},
+                 removing)  # fmt: skip
     collection = _collection(spec, dataset, d, ids, png is not None, mirror)
     data = _dumps(collection, indent=1)
-    root.put(root.path(dataset.id, "collection.json"), data)
-    result.documents[f"{dataset.id}/collection.json"] = hashlib.sha256(data).hexdigest()
+    path = f"{dataset.id}/collection.json"
+    digest = hashlib.sha256(data).hexdigest()
+    _accept_document(root, path, digest)
+    root.put(root.path(path), data)
+    result.documents[path] = digest
     result.collections += 1
+    if removing:
+        fs.rm([root.path(dataset.id, "items", f"{i}.json") for i in removing
+               if fs.exists(root.path(dataset.id, "items", f"{i}.json"))])  # fmt: skip
+        result.removed += len(removing)
+        _put_digests(root, dataset.id, dict(new), [])
 
 
 def _write_mirror(root: Root, dataset: str, items: Iterator[dict[str, Any]]) -> bool:
@@ -233,6 +298,22 @@ def _write_batches(root: Root, dataset: str, reader: Any, pq: Any) -> bool:
     return written
 
 
+def catalogued_files(root: Root, dataset_id: str) -> set[str]:
+    """The files (relative to the dataset folder) that the published items of a dataset
+    point at: a table build must not delete them before the catalogue is rewritten."""
+    collection = _read_json(root, dataset_id, "collection.json")
+    files: set[str] = set()
+    for link in (collection or {}).get("links", []):
+        if link.get("rel") != "item":
+            continue
+        item = _read_json(root, dataset_id, link["href"].removeprefix("./"))
+        for asset in (item or {}).get("assets", {}).values():
+            href = str(asset.get("href", ""))
+            if href.startswith("../"):
+                files.add(href.removeprefix("../"))
+    return files
+
+
 def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> CatalogueResult:
     """(Re)write the catalogue; ``only`` limits which collections are refreshed."""
     result = CatalogueResult()
@@ -261,11 +342,13 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
         "links": links,
     }
     data = _dumps(catalog, indent=1)
+    digest = hashlib.sha256(data).hexdigest()
+    _accept_document(root, "catalog.json", digest)
     root.put(root.path("catalog.json"), data)
     # Digests of the catalogue's own documents, for `lake verify` (items have theirs in
-    # each collection's digest file).
-    digests: dict[str, str] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    # each collection's digest file); now only the written versions are accepted.
+    digests: dict[str, Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
     digests.update(result.documents)
-    digests["catalog.json"] = hashlib.sha256(data).hexdigest()
+    digests["catalog.json"] = digest
     root.put(root.path(DOCUMENT_DIGESTS), _dumps(digests, indent=1))
     return result
