@@ -1,8 +1,11 @@
-"""An HTTP proxy in front of the S3 API that answers some requests with transient errors."""
+"""HTTP proxies in front of the S3 API: one answers some requests with transient errors,
+one kills a build's processes at its N-th change to the bucket."""
 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,13 +37,12 @@ class FlakyProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                with proxy.lock:
-                    proxy.count += 1
-                    fail = proxy.count % proxy.every == 0
-                    if fail:
-                        proxy.injected += 1
-                        status, code, message = ERRORS[proxy.injected % len(ERRORS)]
-                if fail:
+                answer = proxy.intercept(self.command, self.path)
+                if answer == "drop":
+                    self.close_connection = True
+                    return
+                if answer is not None:
+                    status, code, message = answer
                     payload = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}"
                                f"</Code><Message>{message}</Message></Error>").encode()  # fmt: skip
                     self.send_response(status)
@@ -74,6 +76,15 @@ class FlakyProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def intercept(self, method: str, path: str) -> tuple[int, str, str] | str | None:
+        """An error to answer instead of forwarding, "drop" to hang up, or None."""
+        with self.lock:
+            self.count += 1
+            if self.every and self.count % self.every == 0:
+                self.injected += 1
+                return ERRORS[self.injected % len(ERRORS)]
+        return None
+
     def __enter__(self) -> FlakyProxy:
         self.thread.start()
         return self
@@ -81,3 +92,29 @@ class FlakyProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class KillingProxy(FlakyProxy):
+    """Counts the requests that change the bucket (PUT, POST, DELETE) and, at the
+    ``kill_at``-th, SIGKILLs process group ``pgid`` and hangs up instead of forwarding it.
+    ``changes`` lists them as (method, path) for choosing moments."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, every=0)
+        self.kill_at = 0
+        self.pgid = 0
+        self.changes: list[tuple[str, str]] = []
+
+    def reset(self, kill_at: int = 0, pgid: int = 0) -> None:
+        with self.lock:
+            self.kill_at, self.pgid, self.changes = kill_at, pgid, []
+
+    def intercept(self, method: str, path: str) -> tuple[int, str, str] | str | None:
+        if method not in ("PUT", "POST", "DELETE"):
+            return None
+        with self.lock:
+            self.changes.append((method, urllib.parse.unquote(path)))
+            if len(self.changes) == self.kill_at and self.pgid:
+                os.killpg(self.pgid, signal.SIGKILL)
+                return "drop"
+        return None
