@@ -7,6 +7,7 @@ may reach a log or an error message.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -85,10 +86,14 @@ class Root:
         fs, _ = url_to_fs(self.url, **self.storage_options)
         return fs
 
+    @functools.cached_property
+    def _base(self) -> str:
+        _, base = url_to_fs(self.url, **self.storage_options)
+        return str(base).rstrip("/")
+
     def path(self, *parts: str) -> str:
         """The filesystem path (no scheme) of ``parts`` below the root."""
-        _, base = url_to_fs(self.url, **self.storage_options)
-        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
+        return "/".join([self._base, *(p.strip("/") for p in parts if p)])
 
     def zarr_store(self, *parts: str, read_only: bool = False) -> Store:
         """A Zarr v3 store at ``parts`` below the root."""
@@ -138,6 +143,19 @@ class Root:
             if not recursive:
                 break
         return removed
+
+    def put_many(self, objects: Mapping[str, bytes]) -> None:
+        """Write many objects, each atomically, concurrently (threads on local disk, where
+        creating a file waits on the disk; concurrent PUTs on object storage)."""
+        if not objects:
+            return
+        if self.local:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(self.put, objects.keys(), objects.values()))
+        else:
+            self.fs().pipe(dict(objects))
 
     def check_writable(self) -> None:
         """Write and remove a probe object; raise :class:`TargetError` if that fails."""

@@ -212,8 +212,7 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             # that readers may already reach need their new digest recorded first.
             if any(item_id in old for item_id, _ in batch):
                 _put_digests(root, dataset.id, accepted, removing)
-            for item_id, data in batch:
-                root.put(root.path(dataset.id, "items", f"{item_id}.json"), data)
+            root.put_many({root.path(dataset.id, "items", f"{i}.json"): data for i, data in batch})
             result.written += len(batch)
             batch.clear()
 
