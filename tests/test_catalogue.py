@@ -162,7 +162,7 @@ def test_catalogue_is_valid_and_walkable(lake: Path, client: Client) -> None:
         assert "NEVER-IN-A-DOCUMENT-42" not in doc.read_text()
 
 
-def test_clients_open_data_from_assets(lake: Path) -> None:
+def test_clients_open_data_from_assets(lake: Path, geoparquet_validator: Any) -> None:
     import geopandas as gpd
     import pyarrow.parquet as pq
     import pystac
@@ -186,6 +186,15 @@ def test_clients_open_data_from_assets(lake: Path) -> None:
     assert len(frame) == occ.extra_fields["table:row_count"] == 800
     mirror = pq.read_table(occ.assets["items"].get_absolute_href())
     assert mirror.num_rows == 4 and "geometry" in mirror.column_names
+    # The mirror is stac-geoparquet: GeoParquet metadata (so geopandas and DuckDB see a
+    # geometry) and the stac-geoparquet version.
+    meta = mirror.schema.metadata
+    geo = json.loads(meta[b"geo"])
+    geoparquet_validator.validate(geo)
+    assert geo["columns"]["geometry"]["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+    assert b"stac-geoparquet" in meta
+    found = gpd.read_parquet(occ.assets["items"].get_absolute_href())
+    assert sorted(found["id"]) == sorted(i.id for i in occ.get_items())
 
 
 def test_update_rewrites_only_changed_items(

@@ -263,7 +263,6 @@ def _write_mirror(root: Root, dataset: str, items: Iterator[dict[str, Any]]) -> 
     """Stream the items into ``items.parquet`` (stac-geoparquet), chunk by chunk."""
     import tempfile
 
-    import pyarrow.parquet as pq
     from stac_geoparquet.arrow import parse_stac_items_to_arrow
 
     first = next(items, None)
@@ -275,26 +274,24 @@ def _write_mirror(root: Root, dataset: str, items: Iterator[dict[str, Any]]) -> 
             itertools.chain([first], items), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
             tmpdir=tmp,
         )  # fmt: skip
-        return _write_batches(root, dataset, reader, pq)
+        return _write_batches(root, dataset, reader)
 
 
-def _write_batches(root: Root, dataset: str, reader: Any, pq: Any) -> bool:
+def _write_batches(root: Root, dataset: str, reader: Any) -> bool:
+    """Write the mirror with stac-geoparquet's writer (GeoParquet `geo` metadata with the
+    bbox covering, and its own `stac-geoparquet` metadata), whole or not at all."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    from stac_geoparquet.arrow import to_parquet
+
     path = root.path(dataset, "items.parquet.partial" if root.local else "items.parquet")
-    written = False
-    with root.open_write(path) as handle:
-        writer: pq.ParquetWriter | None = None
-        for batch in reader:
-            if writer is None:
-                writer = pq.ParquetWriter(handle, reader.schema, compression="zstd")
-            writer.write_batch(batch)
-            written = True
-        if writer is not None:
-            writer.close()
+    # A local file is renamed into place; an S3 object appears when its upload completes.
+    to_parquet(reader, path, filesystem=PyFileSystem(FSSpecHandler(root.fs())),
+               compression="zstd")  # fmt: skip
     if root.local:
         import os
 
         os.replace(path, root.path(dataset, "items.parquet"))
-    return written
+    return True
 
 
 def catalogued_files(root: Root, dataset_id: str) -> set[str]:
