@@ -168,6 +168,9 @@ class TableSource(_Model):
     file_mb: float = Field(128.0, gt=0, le=1024)
     """Target size of a Parquet file (the rows of one file are sorted in memory)."""
     row_group_rows: int = Field(100_000, ge=1_000, le=1_000_000)
+    staging_mb: float = Field(256.0, gt=0, le=4096)
+    """Rows a read task buffers before sorting them into staging files; with ``file_mb``
+    it bounds a worker's memory (lower both for workers with little memory)."""
 
     @field_validator("partition_by")
     @classmethod

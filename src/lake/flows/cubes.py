@@ -43,8 +43,15 @@ def _quiet(stage: str, done: int, total: int) -> None:
     return None
 
 
+CUBE_MEMORY_FIX = "lower `chunking.shard_mb` in the spec (each task holds one shard)"
+
+
 def _gather(
-    client: Client, futures: list[Future[Any]], stage: str, progress: Progress
+    client: Client,
+    futures: list[Future[Any]],
+    stage: str,
+    progress: Progress,
+    memory_fix: str = CUBE_MEMORY_FIX,
 ) -> list[Any]:
     total = len(futures)
     progress(stage, 0, total)
@@ -57,8 +64,7 @@ def _gather(
                 raise LakeError(
                     f"{stage} on the Dask cluster",
                     "workers died repeatedly while running a task, most likely out of memory",
-                    "lower `chunking.shard_mb` in the spec (each task holds one shard), or "
-                    "give each worker more memory",
+                    f"{memory_fix}, or give each worker more memory",
                 ) from None
             raise error
         progress(stage, done, total)

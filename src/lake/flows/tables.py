@@ -46,6 +46,12 @@ from lake.table import (
 )
 from lake.tablestore import Manifest, clean, commit, read_manifest
 
+MEMORY_FIX = (
+    "lower the table's `staging_mb` and `file_mb` in the spec (a read task holds "
+    "`staging_mb` of rows, a write task one file of about `file_mb`)"
+)
+
+
 if TYPE_CHECKING:
     from distributed import Client
 
@@ -275,9 +281,11 @@ def build_table(
             crs=crs_projjson(srid),
             numeric=numeric,
             row_group_rows=spec.row_group_rows,
+            buffer_bytes=int(spec.staging_mb * 2**20),
         )
         futures = client.map(stage_part, [job] * len(parts), parts, pure=False)
-        staged: list[PartResult] = _gather(client, futures, f"{dataset.id}: read", progress)
+        stage = f"{dataset.id}: read"
+        staged: list[PartResult] = _gather(client, futures, stage, progress, MEMORY_FIX)
 
     result.rows_read = sum(r.rows_read for r in staged)
     result.bytes_in = sum(r.arrow_bytes for r in staged)
@@ -327,7 +335,7 @@ def build_table(
             [changed_future] * len(infos),
             pure=False,
         )
-        checked = _gather(client, checks, f"{dataset.id}: check", progress)
+        checked = _gather(client, checks, f"{dataset.id}: check", progress, MEMORY_FIX)
         hit_keys = {f.key for f, (hit, _) in zip(infos, checked, strict=True) if hit}
         for info, (_, hist) in zip(infos, checked, strict=True):
             key_path = info.key
@@ -343,7 +351,8 @@ def build_table(
         for i, (low, high) in enumerate(_split_ranges(histograms[key_path], nfiles)):
             tasks.append(FileTask(key_path, i, low, high, inputs[key_path], olds))
     writes = [client.submit(write_file, job, t, changed_future, pure=False) for t in tasks]
-    written = [f for f in _gather(client, writes, f"{dataset.id}: write", progress) if f]
+    done = _gather(client, writes, f"{dataset.id}: write", progress, MEMORY_FIX)
+    written = [f for f in done if f]
 
     rewritten = set(histograms)
     kept = [f for f in (old.files if incremental and old else []) if f.key not in rewritten]
