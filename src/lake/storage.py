@@ -126,7 +126,7 @@ class Root:
         else:
             self.fs().pipe_file(path, data)
 
-    def remove_partials(self, *parts: str, recursive: bool = True) -> list[str]:
+    def remove_partials(self, *parts: str) -> list[str]:
         """Delete temporary ``*.partial`` files a killed writer left below ``parts``.
 
         Only local disk has them (object stores publish a PUT whole or not at all); no
@@ -140,8 +140,6 @@ class Root:
                 if name.endswith(".partial"):
                     removed.append(os.path.join(folder, name))
                     os.remove(removed[-1])
-            if not recursive:
-                break
         return removed
 
     def put_many(self, objects: Mapping[str, bytes]) -> None:

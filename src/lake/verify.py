@@ -10,8 +10,13 @@
   of every array is read and decoded. Chunks carry a crc32c checksum (and shard indexes
   their own), so a flipped byte in a shard fails its decode instead of passing silently.
 
-Parquet files below ``data/`` that no manifest lists (left by an interrupted build, removed
-by the next one) are reported as notes, not problems: no reader of the catalogue sees them.
+What a build killed with SIGKILL leaves is reported as notes, not problems, because no
+reader sees it and the next build settles it: Parquet files below ``data/`` that no manifest
+lists; a catalogue one version behind its table (each file it points at is then checked
+against its item's own size and checksum) or its cube (fewer time steps); objects under a
+cube array that are not shards of its published shape (an unpublished append, temporary
+files); array documents ahead of the consolidated metadata that the publish journal names.
+Catalogue documents may match any digest the writer recorded before rewriting them.
 """
 
 from __future__ import annotations
@@ -278,9 +283,9 @@ def _check_objects(root: Root, path: str, array: Any, report: Report) -> None:
                    f"c/{missing[0]}); they would read as fill values")  # fmt: skip
     extra = found - expected
     if extra:
-        report.notes.append(f"{path}: {len(extra)} objects beyond the published shape (chunks "
-                            "of an append a stopped build did not publish; readers never see "
-                            "them and later appends overwrite them)")  # fmt: skip
+        report.notes.append(f"{path}: {len(extra)} objects that are not shards of the "
+                            "published shape (an append a stopped build did not publish, or "
+                            "its temporary files; readers never see them)")  # fmt: skip
 
 
 def _read_all(array: Any, report: Report, subject: str) -> None:

@@ -253,9 +253,11 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
     result.documents[path] = digest
     result.collections += 1
     if removing:
-        fs.rm([root.path(dataset.id, "items", f"{i}.json") for i in removing
-               if fs.exists(root.path(dataset.id, "items", f"{i}.json"))])  # fmt: skip
-        result.removed += len(removing)
+        paths = [root.path(dataset.id, "items", f"{i}.json") for i in removing]
+        present = [p for p in paths if fs.exists(p)]  # a killed run may have removed some
+        if present:
+            fs.rm(present)
+        result.removed += len(present)
         _put_digests(root, dataset.id, dict(new), [])
 
 
