@@ -156,6 +156,28 @@ def _first(changes: list[tuple[str, str]], kind: str, piece: str, moment: str) -
     raise AssertionError(f"{moment}: no change {kind} {piece} in {changes}")
 
 
+def _kill_at_each(
+    moments: list[tuple[str, str, str]], recover: tuple[int, ...],
+    changes: list[tuple[str, str]], root: Root, versions: tuple[dict[str, str], dict[str, str]],
+    restore: Callable[[], None], killed: Callable[[int], int], build: Callable[[], int],
+    leftovers: Callable[[], list[Any]] = list,
+) -> None:  # fmt: skip
+    """From the old lake each time, kill the update build at each moment and check what it
+    left; at the positions in ``recover``, the next build must complete the work."""
+    v1, v2 = versions
+    for position, (moment, kind, piece) in enumerate(moments):
+        at = _first(changes, kind, piece, moment)
+        restore()
+        assert killed(at) == -signal.SIGKILL, moment
+        _assert_readable(root, v1, v2, moment)
+        if position in recover:
+            assert build() == 0, moment
+            report = _verify(root)
+            assert not report.problems and not report.notes, (moment, report)
+            assert _views(root) == v2, moment
+            assert not leftovers(), moment
+
+
 def _sources(
     tmp: Path, dsn: str, root: str, options: dict[str, Any]
 ) -> tuple[Path, dict[str, str]]:
@@ -183,19 +205,16 @@ def test_killed_builds_on_local_disk(pg_dsn: str, tmp_path: Path) -> None:
     v2 = _views(root)
     assert v2 != v1 and not _verify(root).problems
 
-    for position, (moment, kind, piece) in enumerate(LOCAL_MOMENTS):
-        at = _first(changes, kind, piece, moment)
+    def restore() -> None:
         shutil.rmtree(lake)
         shutil.copytree(tmp_path / "v1", lake)
         counter.unlink(missing_ok=True)
-        assert _build(spec, {**killing, "LAKE_KILL_AT": str(at)}) == -signal.SIGKILL, moment
-        _assert_readable(root, v1, v2, moment)
-        if position in LOCAL_RECOVER:
-            assert _build(spec, env) == 0, moment
-            report = _verify(root)
-            assert not report.problems and not report.notes, (moment, report)
-            assert _views(root) == v2, moment
-            assert not list(lake.rglob("*.partial")), moment
+
+    _kill_at_each(
+        LOCAL_MOMENTS, LOCAL_RECOVER, changes, root, (v1, v2), restore,
+        killed=lambda at: _build(spec, {**killing, "LAKE_KILL_AT": str(at)}),
+        build=lambda: _build(spec, env), leftovers=lambda: list(lake.rglob("*.partial")),
+    )  # fmt: skip
 
 
 @pytest.mark.s3
@@ -219,21 +238,15 @@ def test_killed_builds_on_s3(pg_dsn: str, tmp_path: Path, s3_endpoint: str, buck
         v2 = _views(root)
         assert v2 != v1 and not _verify(root).problems
 
-        for position, (moment, method, piece) in enumerate(S3_MOMENTS):
-            at = _first(changes, method, piece, moment)
+        def restore() -> None:
             fs.rm(f"{bucket}/lake", recursive=True)
             fs.copy(f"{bucket}/v1", f"{bucket}/lake", recursive=True)
             fs.invalidate_cache()
-            proxy.reset()
 
-            def started(pid: int, at: int = at) -> None:
-                proxy.reset(kill_at=at, pgid=pid)
-
-            assert _build(spec, env, started) == -signal.SIGKILL, moment
+        def killed(at: int) -> int:
+            code = _build(spec, env, lambda pid: proxy.reset(kill_at=at, pgid=pid))
             proxy.reset()
-            _assert_readable(root, v1, v2, moment)
-            if position in S3_RECOVER:
-                assert _build(spec, env) == 0, moment
-                report = _verify(root)
-                assert not report.problems and not report.notes, (moment, report)
-                assert _views(root) == v2, moment
+            return code
+
+        _kill_at_each(S3_MOMENTS, S3_RECOVER, changes, root, (v1, v2), restore, killed,
+                      build=lambda: _build(spec, env))  # fmt: skip

@@ -384,6 +384,6 @@ def build_table(
 
 
 def tidy_table(root: Root, dataset_id: str) -> list[str]:
-    """After the catalogue is rewritten: drop data files neither it nor the manifest lists."""
-    manifest = read_manifest(root, dataset_id)
-    return clean(root, dataset_id, manifest, catalogued_files(root, dataset_id))
+    """Right after the catalogue was rewritten from the manifest (its items now list exactly
+    the manifest's files): drop the data files the manifest no longer lists."""
+    return clean(root, dataset_id, read_manifest(root, dataset_id))
