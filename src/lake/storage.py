@@ -126,6 +126,20 @@ class Root:
         else:
             self.fs().pipe_file(path, data)
 
+    def put_file(self, local: str, path: str) -> None:
+        """Upload a local file to ``path`` atomically, without reading it into memory (a
+        copy and a rename on local disk; a PUT or a multipart upload on object storage,
+        which appears only once complete)."""
+        if self.local:
+            import shutil
+
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}.partial"
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, path)
+        else:
+            self.fs().put_file(local, path)
+
     def remove_partials(self, *parts: str) -> list[str]:
         """Delete temporary ``*.partial`` files a killed writer left below ``parts``.
 

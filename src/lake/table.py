@@ -574,6 +574,15 @@ class FileTask:
     """Previously published files of the partition (rewritten without the changed keys)."""
 
 
+def item_name(key: str) -> str:
+    """The item-id suffix of a partition folder: ``year=2015/cell=x`` → ``year-2015.cell-x``.
+
+    Manifests list files in the order of this name, so that the catalogue can stream them
+    into items already sorted by id.
+    """
+    return key.replace("/", ".").replace("=", "-").replace("%", "_")
+
+
 @dataclass
 class FileInfo:
     path: str

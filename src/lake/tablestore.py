@@ -7,7 +7,9 @@ Layout below the root::
     <dataset>/.staging/<run>/...              work in progress (ignored by readers)
 
 The manifest lists every published file with its partition, rows, size, sha256, bbox and
-time range, and keeps the source's watermark. A build writes new files under
+time range, and keeps the source's watermark. Files are listed last, in the order of their
+item's id (then path), so that a reader can stream them partition by partition with
+`stream_manifest` instead of holding them all. A build writes new files under
 ``.staging``, then commits: move the new files into ``data/``, write the manifest (one
 atomic PUT or rename), delete the staging folder. Files the manifest no longer lists are
 deleted only once the published catalogue no longer points at them either (after the
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from lake.errors import TargetError
-from lake.table import FileInfo
+from lake.table import FileInfo, item_name
 
 if TYPE_CHECKING:
     from collections.abc import Set
@@ -65,7 +68,8 @@ class Manifest:
             if self.watermark_column is None
             else {"column": self.watermark_column, **encode_value(self.watermark)},
             "rows": self.rows,
-            "files": [f.to_json() for f in self.files],
+            "bytes": sum(f.bytes for f in self.files),
+            "files": [f.to_json() for f in sorted(self.files, key=file_order)],
         }
 
     @classmethod
@@ -81,6 +85,70 @@ class Manifest:
             geometry_column=doc.get("geometry_column", "geometry"),
             source=dict(doc.get("source") or {}),
             updated=doc.get("updated", ""),
+        )
+
+
+def file_order(info: FileInfo) -> tuple[str, str]:
+    """The order of a manifest's files: by item (partition) id, then path."""
+    return item_name(info.key), info.path
+
+
+@dataclass
+class ManifestStream:
+    """A manifest read without holding its files: the header, and the files on demand."""
+
+    header: Manifest
+    """Every field but ``files`` (empty here)."""
+    rows: int
+    bytes: int | None
+    """Total size of the files (None in manifests from before it was recorded)."""
+    root: Root
+    dataset: str
+
+    def files(self) -> Iterator[FileInfo]:
+        """The files, one at a time, in the order they are listed (one more read)."""
+        import ijson
+
+        with self.root.fs().open(self.root.path(self.dataset, MANIFEST), "rb") as handle:
+            for doc in ijson.items(handle, "files.item", use_float=True):
+                yield FileInfo.from_json(doc)
+
+
+def stream_manifest(root: Root, dataset: str) -> ManifestStream | None:
+    """The manifest's header, read up to its file list; `ManifestStream.files` streams the
+    rest. Memory does not grow with the number of files."""
+    import ijson
+
+    doc: dict[str, Any] = {}
+    try:
+        with root.fs().open(root.path(dataset, MANIFEST), "rb") as handle:
+            key, builder = "", None
+            for prefix, event, value in ijson.parse(handle, use_float=True):
+                if prefix == "" and event == "map_key":
+                    if value == "files":
+                        break
+                    key, builder = value, ijson.ObjectBuilder()
+                elif builder is not None:
+                    builder.event(event, value)
+                    if prefix == key and event not in ("start_map", "start_array"):
+                        doc[key], builder = builder.value, None
+    except FileNotFoundError:
+        return None
+    except ijson.JSONError:
+        doc = {}
+    _check_format(root, dataset, doc)
+    header = Manifest.from_json({**doc, "files": []})
+    size = doc.get("bytes")
+    return ManifestStream(header, int(doc.get("rows", 0)), None if size is None else int(size),
+                          root, dataset)  # fmt: skip
+
+
+def _check_format(root: Root, dataset: str, doc: Any) -> None:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise TargetError(
+            f"{root.display}/{dataset}/{MANIFEST}",
+            "is not a table manifest this version can extend",
+            "move the dataset folder away or pick another dataset id",
         )
 
 
@@ -112,12 +180,7 @@ def read_manifest(root: Root, dataset: str) -> Manifest | None:
         doc = root.read_json(dataset, MANIFEST)
     except FileNotFoundError:
         return None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise TargetError(
-            f"{root.display}/{dataset}/{MANIFEST}",
-            "is not a table manifest this version can extend",
-            "move the dataset folder away or pick another dataset id",
-        )
+    _check_format(root, dataset, doc)
     return Manifest.from_json(doc)
 
 

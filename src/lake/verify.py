@@ -4,7 +4,7 @@
   footer opens with the recorded row count and `geo` metadata; every catalogue item's
   `file:size`/`file:checksum` agree with the manifest, and every file is in one item.
 * The catalogue: `catalog.json`, every collection and every item is byte for byte what
-  the writer recorded (sha256 in `.stac-documents.json` and `<dataset>/.stac-digests.json`).
+  the writer recorded (sha256 in `.stac-documents.json` and `<dataset>/.stac-digests.jsonl`).
 * Cubes: every array's own `zarr.json` equals its entry in the group's consolidated
   metadata (a flipped byte in either differs); shapes agree with the catalogue; every chunk
   of every array is read and decoded. Chunks carry a crc32c checksum (and shard indexes
@@ -25,6 +25,8 @@ import hashlib
 import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from lake import digests
 
 if TYPE_CHECKING:
     from lake.storage import Root
@@ -77,9 +79,11 @@ def verify_lake(root: Root) -> Report:
         report.objects += 1
         _check_digest(root, path, documents.get(path), report)
         folder = path.rsplit("/", 1)[0]
-        items = _json(root, f"{folder}/.stac-digests.json", report) or {}
-        if "format" in items:
-            items = items.get("items", {})
+        try:
+            items = digests.as_map(root, folder)
+        except ValueError as error:
+            report.add(f"{folder}/{digests.DIGESTS}", f"cannot be read ({error})")
+            items = {}
         for item_link in collection.get("links", []):
             if item_link.get("rel") == "item":
                 href = item_link["href"]

@@ -7,11 +7,12 @@ Layout::
     <dataset>/items/<item>.json
     <dataset>/items.parquet          stac-geoparquet mirror of the items with a geometry
     <dataset>/thumbnail.png
-    <dataset>/.stac-digests.json     sha256 of each item document, to rewrite only changes
+    <dataset>/.stac-digests.jsonl    sha256 of each item document, to rewrite only changes
     .stac-documents.json             sha256 of catalog.json and each collection.json
 
 A digest file maps a document to its sha256, or, while a build is rewriting it, to the
-list of digests it may have (old and new).
+list of digests it may have (old and new); item digests are JSON Lines sorted by item id
+(`lake.digests`), so that they are compared with the new items as two sorted streams.
 
 Links are relative; an absolute ``self`` link is added only when the spec gives
 ``public_url``. Items are written first (only those whose content changed), then the
@@ -25,19 +26,21 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from lake import digests
 from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description, describe
 
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
     from lake.storage import Root
 
-DIGESTS = ".stac-digests.json"
-DIGESTS_FORMAT = "lake-stac-digests/2"
 ITEM_BATCH = 5_000
 DOCUMENT_DIGESTS = ".stac-documents.json"
 MIRROR_CHUNK = 10_000
@@ -52,7 +55,11 @@ class CatalogueResult:
     documents: dict[str, str] = field(default_factory=dict)
 
 
-def _dumps(doc: dict[str, Any], indent: int | None = None) -> bytes:
+def _dumps(doc: Any, indent: int | None = None) -> bytes:
+    """Compact JSON by orjson (10x faster than the standard library: items are many), or
+    indented by the standard library (documents people read: catalogue, collections)."""
+    if indent is None:
+        return orjson.dumps(doc)
     return json.dumps(doc, indent=indent, ensure_ascii=False).encode()
 
 
@@ -72,8 +79,10 @@ def _public(spec: Spec, *parts: str) -> str | None:
     return "/".join([spec.public_url.rstrip("/"), *parts])
 
 
-def _collection(spec: Spec, dataset: Dataset, d: Description, item_ids: list[str],
-                has_thumbnail: bool, has_mirror: bool) -> dict[str, Any]:  # fmt: skip
+def _collection(spec: Spec, dataset: Dataset, d: Description, has_thumbnail: bool,
+                has_mirror: bool) -> dict[str, Any]:  # fmt: skip
+    """The collection document, with `_ITEM_LINKS` standing last in its links for the
+    item links (streamed in by `_write_collection_document`)."""
     meta = dataset.metadata
     extensions = [*d.extensions, EXT["processing"]]
     links: list[dict[str, Any]] = [
@@ -99,8 +108,7 @@ def _collection(spec: Spec, dataset: Dataset, d: Description, item_ids: list[str
         if EXT["scientific"] not in extensions:
             extensions.append(EXT["scientific"])
         fields["sci:citation"] = meta.citation
-    links += [{"rel": "item", "href": f"./items/{i}.json", "type": "application/geo+json"}
-              for i in item_ids]  # fmt: skip
+    links.append(_ITEM_LINKS)  # type: ignore[arg-type]
     providers = [p.model_dump(exclude_none=True) for p in meta.providers]
     source = "NetCDF files" if d.kind == "cube" else "PostgreSQL"
     written = "a Zarr v3 cube" if d.kind == "cube" else "hive-partitioned GeoParquet 1.1"
@@ -161,33 +169,93 @@ def _read_json(root: Root, *parts: str) -> Any:
         return None
 
 
-Digest = str | list[str]  # one digest, or every digest a document may have mid-write
-
-
-def read_digests(root: Root, dataset_id: str) -> tuple[dict[str, Digest], list[str]]:
-    """A collection's recorded item digests and the item ids still to be removed."""
-    doc = _read_json(root, dataset_id, DIGESTS) or {}
-    if doc.get("format") != DIGESTS_FORMAT:  # the first layout: a flat id -> digest map
-        return dict(doc), []
-    return dict(doc["items"]), list(doc.get("removing", []))
-
-
-def _put_digests(root: Root, dataset_id: str, items: dict[str, Digest],
-                 removing: list[str]) -> None:  # fmt: skip
-    doc = {"format": DIGESTS_FORMAT, "items": items, "removing": removing}
-    root.put(root.path(dataset_id, DIGESTS), _dumps(doc))
-
-
-def _accepted(old: Digest | None, new: str) -> list[str]:
-    before = [] if old is None else [old] if isinstance(old, str) else list(old)
-    return [*dict.fromkeys([*before, new])]
-
-
 def _accept_document(root: Root, path: str, digest: str) -> None:
     """Record that ``path`` may now hold ``digest`` too, before it is overwritten."""
-    digests: dict[str, Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
-    digests[path] = _accepted(digests.get(path), digest)
-    root.put(root.path(DOCUMENT_DIGESTS), _dumps(digests, indent=1))
+    recorded: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    recorded[path] = digests.accepted(recorded.get(path), digest)
+    root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
+
+
+class _Spool:
+    """Local temporary files that carry a collection's state between passes, so that
+    memory does not grow with the number of items."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.new = open(f"{folder}/new.jsonl", "wb")  # noqa: SIM115 - closed in close()
+        """(id, digest) of every item of this version, in id order."""
+        self.replaced = open(f"{folder}/replaced.jsonl", "wb")  # noqa: SIM115
+        """(id, accepted digests) of published items about to be rewritten."""
+        self.removing = open(f"{folder}/removing.jsonl", "wb")  # noqa: SIM115
+        """(id, old digest) of published items this version no longer has."""
+        self.documents = open(f"{folder}/documents", "wb")  # noqa: SIM115
+        """Every item document: a line ``+ id`` (to write) or ``= id`` (unchanged), then
+        the document's line."""
+        self.count = 0
+        self.writes = 0
+        self.removals = 0
+
+    def add(self, item_id: str, data: bytes, write: bool) -> None:
+        self.documents.write(b"%s %s\n%s\n" % (b"+" if write else b"=", item_id.encode(), data))
+        self.writes += write
+
+    def close(self) -> None:
+        for handle in (self.new, self.replaced, self.removing, self.documents):
+            handle.close()
+
+    def entries(self, name: str) -> Iterator[digests.Entry]:
+        return digests.spool_lines(f"{self.folder}/{name}.jsonl")
+
+    def read_documents(self) -> Iterator[tuple[str, bytes, bool]]:
+        """(id, document, whether it is to be written), in id order."""
+        with open(f"{self.folder}/documents", "rb") as handle:
+            while line := handle.readline():
+                yield line[2:-1].decode(), handle.readline()[:-1], line[:1] == b"+"
+
+
+def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spool: _Spool,
+             spec: Spec, dataset: str) -> None:  # fmt: skip
+    """Compare each item document with its recorded digest (both streams in id order)
+    and spool what must be written, replaced or removed."""
+    recorded = next(old, None)
+    last = ""
+    for item in items:
+        data = _dumps(_with_links(item, spec, dataset))
+        digest = hashlib.sha256(data).hexdigest()
+        item_id = item["id"]
+        if item_id <= last:
+            raise RuntimeError(f"items of {dataset} are not in id order at {item_id!r}")
+        last = item_id
+        while recorded is not None and recorded.id < item_id:
+            spool.removing.write(recorded._replace(removing=True).line())
+            spool.removals += 1
+            recorded = next(old, None)
+        if recorded is not None and recorded.id == item_id:
+            changed = recorded.digest != digest or recorded.removing
+            if changed:
+                accepted = digests.accepted(recorded.digest, digest)
+                spool.replaced.write(digests.Entry(item_id, accepted).line())
+            spool.add(item_id, data, changed)
+            recorded = next(old, None)
+        else:  # not linked by any published collection yet
+            spool.add(item_id, data, True)
+        spool.new.write(digests.Entry(item_id, digest).line())
+        spool.count += 1
+    while recorded is not None:
+        spool.removing.write(recorded._replace(removing=True).line())
+        spool.removals += 1
+        recorded = next(old, None)
+
+
+def _merge(*streams: Iterator[digests.Entry]) -> Iterator[digests.Entry]:
+    """Entries of several id-ordered streams in id order; the first stream wins a tie."""
+    import heapq
+
+    last = None
+    for entry in heapq.merge(*streams, key=lambda e: e.id):
+        if entry.id != last:
+            yield entry
+        last = entry.id
 
 
 def write_collection(root: Root, spec: Spec, dataset: Dataset, result: CatalogueResult) -> None:
@@ -197,86 +265,126 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
     accepted *before* it is written: a build killed at any point leaves each document
     either as it was or as it should be, and ``lake verify`` accepts both. Items that no
     longer exist are deleted after the collection stops linking them.
+
+    Items are generated, compared with the recorded digests and spooled to local
+    temporary files in one pass (in id order, as are the digests); later steps stream
+    from there. Memory stays flat whatever the number of items.
     """
-    d = describe(root, dataset)
-    fs = root.fs()
-    old, removing = read_digests(root, dataset.id)
-    accepted: dict[str, Digest] = dict(old)
-    new: dict[str, str] = {}
-    ids: list[str] = []
-    batch: list[tuple[str, bytes]] = []
-
-    def flush() -> None:
-        if batch:
-            # New items are not linked until the collection is written: only documents
-            # that readers may already reach need their new digest recorded first.
-            if any(item_id in old for item_id, _ in batch):
-                _put_digests(root, dataset.id, accepted, removing)
-            root.put_many({root.path(dataset.id, "items", f"{i}.json"): data for i, data in batch})
-            result.written += len(batch)
-            batch.clear()
-
-    def documents() -> Iterator[dict[str, Any]]:
-        for item in d.items():
-            full = _with_links(item, spec, dataset.id)
-            data = _dumps(full)
-            digest = hashlib.sha256(data).hexdigest()
-            ids.append(item["id"])
-            new[item["id"]] = digest
-            if old.get(item["id"]) != digest:
-                accepted[item["id"]] = _accepted(old.get(item["id"]), digest)
-                batch.append((item["id"], data))
-                if len(batch) >= ITEM_BATCH:
-                    flush()
-            yield full
-        flush()
-
-    # stac-geoparquet needs a geometry: items without one live in JSON only.
-    generated = documents()
-    mirror = _write_mirror(root, dataset.id, (i for i in generated if i.get("geometry")))
-    for _ in generated:  # the mirror stops early only when no item has a geometry
-        pass
-    result.items += len(ids)
-    png = d.thumbnail() if d.thumbnail else None
-    if png:
-        root.put(root.path(dataset.id, "thumbnail.png"), png)
-    removing = sorted({*removing, *(i for i in old if i not in new)} - set(new))
-    # Items to remove keep their digests until the new collection no longer links them.
-    _put_digests(root, dataset.id, {**{i: old[i] for i in removing if i in old}, **new},
-                 removing)  # fmt: skip
-    collection = _collection(spec, dataset, d, ids, png is not None, mirror)
-    data = _dumps(collection, indent=1)
-    path = f"{dataset.id}/collection.json"
-    digest = hashlib.sha256(data).hexdigest()
-    _accept_document(root, path, digest)
-    root.put(root.path(path), data)
-    result.documents[path] = digest
-    result.collections += 1
-    if removing:
-        paths = [root.path(dataset.id, "items", f"{i}.json") for i in removing]
-        present = [p for p in paths if fs.exists(p)]  # a killed run may have removed some
-        if present:
-            fs.rm(present)
-        result.removed += len(present)
-        _put_digests(root, dataset.id, dict(new), [])
-
-
-def _write_mirror(root: Root, dataset: str, items: Iterator[dict[str, Any]]) -> bool:
-    """Stream the items into ``items.parquet`` (stac-geoparquet), chunk by chunk."""
     import tempfile
 
+    d = describe(root, dataset)
+    fs = root.fs()
+    legacy = not fs.exists(root.path(dataset.id, digests.DIGESTS))
+    with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
+        spool = _Spool(tmp)
+        try:
+            _compare(d.items(), digests.read(root, dataset.id), spool, spec, dataset.id)
+        finally:
+            spool.close()
+        result.items += spool.count
+        if os.path.getsize(f"{tmp}/replaced.jsonl"):
+            # Published items are about to change: record both versions first.
+            digests.write(root, dataset.id, _merge(spool.entries("replaced"),
+                                                   digests.read(root, dataset.id)))  # fmt: skip
+        batch: dict[str, bytes] = {}
+        for item_id, data, write in spool.read_documents():
+            if write:
+                batch[root.path(dataset.id, "items", f"{item_id}.json")] = data
+            if len(batch) >= ITEM_BATCH:
+                root.put_many(batch)
+                batch.clear()
+        root.put_many(batch)
+        result.written += spool.writes
+        mirror = root.path(dataset.id, "items.parquet")
+        if spool.writes or spool.removals or not fs.exists(mirror):
+            has_mirror = _write_mirror(root, dataset.id, spool, tmp)
+        else:  # the same items as the published mirror holds
+            has_mirror = True
+        png = d.thumbnail() if d.thumbnail else None
+        if png:
+            root.put(root.path(dataset.id, "thumbnail.png"), png)
+        if spool.writes or spool.removals or legacy:
+            # Items to remove keep their digests until the collection no longer links them.
+            digests.write(root, dataset.id, _merge(spool.entries("new"),
+                                                   spool.entries("removing")))  # fmt: skip
+        path = f"{dataset.id}/collection.json"
+        collection = _collection(spec, dataset, d, png is not None, has_mirror)
+        digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
+        result.documents[path] = digest
+        result.collections += 1
+        if spool.removals:
+            result.removed += _remove_items(root, dataset.id, spool.entries("removing"))
+            digests.write(root, dataset.id, spool.entries("new"))
+        if not has_mirror and fs.exists(mirror):  # no item left with a geometry
+            fs.rm(mirror)
+
+
+def _write_collection_document(root: Root, path: str, collection: dict[str, Any],
+                               items: Iterator[digests.Entry], tmp: str) -> str:  # fmt: skip
+    """Write the collection with one `item` link per line, streamed from the spool; its
+    digest is recorded as accepted before it replaces the published one."""
+    head, tail = _dumps(collection, indent=1).split(_dumps(_ITEM_LINKS), 1)
+    digest = hashlib.sha256()
+    local = f"{tmp}/collection.json"
+    with open(local, "wb") as out:
+        for chunk in _collection_chunks(head, tail, items):
+            digest.update(chunk)
+            out.write(chunk)
+    _accept_document(root, path, digest.hexdigest())
+    root.put_file(local, root.path(path))
+    return digest.hexdigest()
+
+
+_ITEM_LINKS = "\u0000item links\u0000"
+"""Stands in the collection's links for the item links, which are streamed in its place."""
+
+
+def _collection_chunks(head: bytes, tail: bytes, items: Iterator[digests.Entry]
+                       ) -> Iterator[bytes]:  # fmt: skip
+    first = next(items, None)
+    if first is None:  # no item: drop the comma before the placeholder
+        yield head.rstrip(b" \n").removesuffix(b",")
+    else:
+        yield head.rstrip(b" ")
+        for entry in itertools.chain([first], items):
+            link = {"rel": "item", "href": f"./items/{entry.id}.json",
+                    "type": "application/geo+json"}  # fmt: skip
+            yield (b"  " if entry is first else b",\n  ") + _dumps(link)
+    yield tail
+
+
+def _remove_items(root: Root, dataset: str, removing: Iterator[digests.Entry]) -> int:
+    """Delete the documents of removed items (a killed run may have deleted some)."""
+    fs = root.fs()
+    removed = 0
+    ids = (e.id for e in removing)
+    while batch := list(itertools.islice(ids, ITEM_BATCH)):
+        paths = [root.path(dataset, "items", f"{i}.json") for i in batch]
+        present = [p for p in paths if fs.exists(p)]
+        if present:
+            fs.rm(present)
+        removed += len(present)
+    return removed
+
+
+def _write_mirror(root: Root, dataset: str, spool: _Spool, tmp: str) -> bool:
+    """Write the stac-geoparquet mirror of the spooled items, converted chunk by chunk
+    through a temporary folder (memory stays bounded); False when no item has a geometry
+    (stac-geoparquet needs one: such items live in JSON only)."""
     from stac_geoparquet.arrow import parse_stac_items_to_arrow
 
-    first = next(items, None)
-    if first is None:  # no item with a geometry: no mirror (stac-geoparquet needs one)
+    items = (orjson.loads(data) for _, data, _ in spool.read_documents())
+    located = (item for item in items if item.get("geometry"))
+    first = next(located, None)
+    if first is None:
         return False
-    with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
-        # Chunks go to disk while the schema is inferred: memory stays bounded.
-        reader = parse_stac_items_to_arrow(
-            itertools.chain([first], items), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
-            tmpdir=tmp,
-        )  # fmt: skip
-        return _write_batches(root, dataset, reader)
+    chunks = f"{tmp}/mirror"
+    os.makedirs(chunks)
+    reader = parse_stac_items_to_arrow(
+        itertools.chain([first], located), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
+        tmpdir=chunks,
+    )  # fmt: skip
+    return _write_batches(root, dataset, reader)
 
 
 def _write_batches(root: Root, dataset: str, reader: Any) -> bool:
@@ -345,8 +453,8 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
     root.put(root.path("catalog.json"), data)
     # Digests of the catalogue's own documents, for `lake verify` (items have theirs in
     # each collection's digest file); now only the written versions are accepted.
-    digests: dict[str, Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
-    digests.update(result.documents)
-    digests["catalog.json"] = digest
-    root.put(root.path(DOCUMENT_DIGESTS), _dumps(digests, indent=1))
+    recorded: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    recorded.update(result.documents)
+    recorded["catalog.json"] = digest
+    root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
     return result

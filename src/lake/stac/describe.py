@@ -6,6 +6,7 @@ sources; the spec contributes only descriptive metadata.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from lake.spec import Dataset
     from lake.storage import Root
-    from lake.tablestore import Manifest
+    from lake.table import FileInfo
 
 STAC_VERSION = "1.1.0"
 EXT = {
@@ -36,6 +37,8 @@ EXT = {
 MEDIA_ZARR = "application/vnd.zarr; version=3"
 MEDIA_PARQUET = "application/vnd.apache.parquet"
 LAYOUTS = ("maps", "timeseries")
+SAMPLE_FILES = 32
+"""A table's thumbnail reads the bbox columns of at most this many files (spread over all)."""
 
 
 @dataclass
@@ -269,17 +272,59 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
 # --------------------------------------------------------------------------- tables
 
 
-def _columns(root: Root, dataset: str, manifest: Manifest) -> list[dict[str, str]]:
+def _columns(root: Root, dataset: str, first: FileInfo | None) -> list[dict[str, str]]:
     import pyarrow.parquet as pq
 
-    if not manifest.files:
+    if first is None:
         return []
-    with root.fs().open(root.path(dataset, manifest.files[0].path), "rb") as handle:
+    with root.fs().open(root.path(dataset, first.path), "rb") as handle:
         schema = pq.read_schema(handle)
     columns = [{"name": f.name, "type": str(f.type)} for f in schema]
-    for name in manifest.files[0].partition:
+    for name in first.partition:
         columns.append({"name": name, "type": "partition (from the folder name)"})
     return columns
+
+
+@dataclass
+class _Overview:
+    """What the collection needs from every file of a manifest, gathered in one pass."""
+
+    first: FileInfo | None = None
+    bbox: list[float] | None = None
+    start: str | None = None
+    end: str | None = None
+    types: set[str] = field(default_factory=set)
+    with_bbox: int = 0
+    sample: list[FileInfo] = field(default_factory=list)
+    """Files with a bbox, evenly spread over all of them, for the thumbnail."""
+    stride: int = 1
+    ordered: bool = True
+    """Files come grouped by partition in item-id order (manifests written since the
+    order was fixed); older ones are sorted in memory."""
+
+    def add(self, info: FileInfo, previous: FileInfo | None) -> None:
+        from lake.tablestore import file_order
+
+        if self.first is None:
+            self.first = info
+        if info.bbox:
+            if self.with_bbox % self.stride == 0:  # keep every stride-th, halving as it fills
+                self.sample.append(info)
+                if len(self.sample) == 2 * SAMPLE_FILES:
+                    self.sample, self.stride = self.sample[::2], self.stride * 2
+            self.with_bbox += 1
+            b = info.bbox
+            self.bbox = list(b) if self.bbox is None else [
+                min(self.bbox[0], b[0]), min(self.bbox[1], b[1]),
+                max(self.bbox[2], b[2]), max(self.bbox[3], b[3]),
+            ]  # fmt: skip
+        if info.time and info.time[0]:
+            self.start = min(self.start or info.time[0], info.time[0])
+        if info.time and info.time[1]:
+            self.end = max(self.end or info.time[1], info.time[1])
+        self.types.update(info.geometry_types)
+        if previous is not None and file_order(previous) > file_order(info):
+            self.ordered = False
 
 
 def _multihash(sha256_hex: str) -> str:
@@ -309,32 +354,34 @@ def _to_wgs84(bbox: list[float] | None, srid: int | None) -> list[float] | None:
 
 def item_id(dataset: str, partition: str) -> str:
     """A path-safe item id from a partition path: ``year=2015/cell=x`` → ``ds.year-2015.cell-x``."""
-    if not partition:
-        return dataset
-    safe = partition.replace("/", ".").replace("=", "-").replace("%", "_")
-    return f"{dataset}.{safe}"
+    from lake.table import item_name
+
+    return f"{dataset}.{item_name(partition)}" if partition else dataset
 
 
 def describe_table(root: Root, dataset: Dataset) -> Description | None:
-    from lake.tablestore import read_manifest
+    """The table's collection and items, streamed from its manifest: one pass for the
+    collection's extent and summaries, one more for the items, whatever the file count."""
+    from lake.tablestore import file_order, stream_manifest
 
-    manifest = read_manifest(root, dataset.id)
+    manifest = stream_manifest(root, dataset.id)
     if manifest is None:
         return None
-    srid = manifest.source.get("crs_srid")
-    columns = _columns(root, dataset.id, manifest)
-    groups: dict[str, list[Any]] = {}
-    for info in manifest.files:
-        # The folder path as written (values percent-encoded): a safe, unique item id.
-        groups.setdefault(info.key, []).append(info)
-    bbox = _to_wgs84(_union([f.bbox for f in manifest.files]), srid)
-    starts = [f.time[0] for f in manifest.files if f.time and f.time[0]]
-    ends = [f.time[1] for f in manifest.files if f.time and f.time[1]]
-    interval = [_iso_text(min(starts)) if starts else None, _iso_text(max(ends)) if ends else None]
+    header = manifest.header
+    srid = header.source.get("crs_srid")
+    overview = _Overview()
+    previous = None
+    for info in manifest.files():
+        overview.add(info, previous)
+        previous = info
+    columns = _columns(root, dataset.id, overview.first)
+    bbox = _to_wgs84(overview.bbox, srid)
+    interval = [_iso_text(overview.start) if overview.start else None,
+                _iso_text(overview.end) if overview.end else None]  # fmt: skip
     if interval == [None, None]:
-        interval = [manifest.updated or None, None]
+        interval = [header.updated or None, None]
     extensions = [EXT["table"], EXT["file"]] + ([EXT["projection"]] if srid else [])
-    primary = manifest.geometry_column
+    primary = header.geometry_column
     assets: dict[str, dict[str, Any]] = {
         "data": {
             "href": "./data/",
@@ -353,54 +400,65 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
     }
     fields = {"table:columns": columns, "table:primary_geometry": primary,
               "table:row_count": manifest.rows}  # fmt: skip
-    types = sorted({t for f in manifest.files for t in f.geometry_types})
-    summaries: dict[str, Any] = {"geometry_types": types}
+    summaries: dict[str, Any] = {"geometry_types": sorted(overview.types)}
     if srid:
         summaries["proj:code"] = [f"EPSG:{srid}"]
 
+    def files() -> Iterator[FileInfo]:
+        if overview.ordered:
+            return manifest.files()
+        return iter(sorted(manifest.files(), key=file_order))
+
+    def item(key: str, group: list[FileInfo]) -> dict[str, Any]:
+        box = _to_wgs84(_union([f.bbox for f in group]), srid)
+        starts = [f.time[0] for f in group if f.time and f.time[0]]
+        ends = [f.time[1] for f in group if f.time and f.time[1]]
+        props: dict[str, Any] = {
+            "table:columns": columns,
+            "table:primary_geometry": primary,
+            "table:row_count": sum(f.rows for f in group),
+        }
+        if starts and ends:
+            props.update(datetime=None, start_datetime=_iso_text(min(starts)),
+                         end_datetime=_iso_text(max(ends)))  # fmt: skip
+        else:
+            props["datetime"] = header.updated or None
+        if srid:
+            props["proj:code"] = f"EPSG:{srid}"
+        return {
+            "type": "Feature",
+            "stac_version": STAC_VERSION,
+            "stac_extensions": extensions,
+            "id": item_id(dataset.id, key),
+            "geometry": _geometry(box),
+            **({"bbox": box} if box else {}),
+            "properties": props,
+            # Keys by position, not file name (names carry the build run): the same few
+            # keys in every item, so the stac-geoparquet mirror has a few asset columns.
+            "assets": {
+                f"part-{n:05d}": {
+                    "href": f"../{f.path}",
+                    "type": MEDIA_PARQUET,
+                    "roles": ["data"],
+                    "file:size": f.bytes,
+                    "file:checksum": _multihash(f.sha256),
+                    "table:row_count": f.rows,
+                }
+                for n, f in enumerate(group)
+            },
+            "collection": dataset.id,
+        }
+
     def items() -> Iterator[dict[str, Any]]:
-        for key, files in sorted(groups.items()):
-            box = _to_wgs84(_union([f.bbox for f in files]), srid)
-            starts = [f.time[0] for f in files if f.time and f.time[0]]
-            ends = [f.time[1] for f in files if f.time and f.time[1]]
-            props: dict[str, Any] = {
-                "table:columns": columns,
-                "table:primary_geometry": primary,
-                "table:row_count": sum(f.rows for f in files),
-            }
-            if starts and ends:
-                props.update(datetime=None, start_datetime=_iso_text(min(starts)),
-                             end_datetime=_iso_text(max(ends)))  # fmt: skip
-            else:
-                props["datetime"] = manifest.updated or None
-            if srid:
-                props["proj:code"] = f"EPSG:{srid}"
-            yield {
-                "type": "Feature",
-                "stac_version": STAC_VERSION,
-                "stac_extensions": extensions,
-                "id": item_id(dataset.id, key),
-                "geometry": _geometry(box),
-                **({"bbox": box} if box else {}),
-                "properties": props,
-                "assets": {
-                    f.path.rsplit("/", 1)[-1].removesuffix(".parquet"): {
-                        "href": f"../{f.path}",
-                        "type": MEDIA_PARQUET,
-                        "roles": ["data"],
-                        "file:size": f.bytes,
-                        "file:checksum": _multihash(f.sha256),
-                        "table:row_count": f.rows,
-                    }
-                    for f in files
-                },
-                "collection": dataset.id,
-            }
+        """One item per partition, in id order (the manifest's order)."""
+        for key, group in itertools.groupby(files(), key=lambda f: f.key):
+            yield item(key, list(group))
 
     def thumbnail() -> bytes | None:
         from lake.stac.thumbnails import table_thumbnail
 
-        return table_thumbnail(root, dataset.id, manifest)
+        step = max(1, -(-len(overview.sample) // SAMPLE_FILES))
+        return table_thumbnail(root, dataset.id, overview.sample[::step], manifest.rows)
 
     return Description(
         dataset.id, "table", extensions, bbox, interval, assets, fields, summaries, items,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lake.errors import TargetError
+from lake.tablestore import stream_manifest
 
 if TYPE_CHECKING:
     from lake.storage import Root
@@ -57,13 +58,15 @@ def list_lake(root: Root) -> list[Entry]:
         bbox = (extent.get("spatial", {}).get("bbox") or [None])[0]
         interval = (extent.get("temporal", {}).get("interval") or [[None, None]])[0]
         if "manifest" in assets:
-            manifest = root.read_json(f"{folder}/table.json")
-            size = sum(int(f["bytes"]) for f in manifest.get("files", []))
-            rows = int(manifest.get("rows", 0))
-            updated = manifest.get("updated")
-            entries.append(
-                Entry(collection["id"], "table", items, size, bbox, interval, updated, rows)
-            )
+            manifest = stream_manifest(root, folder)
+            if manifest is None:
+                raise FileNotFoundError(root.path(folder, "table.json"))
+            # Manifests record the total; earlier ones are summed file by file.
+            size = manifest.bytes
+            if size is None:
+                size = sum(f.bytes for f in manifest.files())
+            entries.append(Entry(collection["id"], "table", items, size, bbox, interval,
+                                 manifest.header.updated or None, manifest.rows))  # fmt: skip
             continue
         groups = [k for k, a in assets.items() if "zarr" in str(a.get("type", ""))]
         size = sum(int(fs.du(root.path(folder, f"{g}.zarr"), total=True)) for g in groups)

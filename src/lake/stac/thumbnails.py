@@ -11,10 +11,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from lake.storage import Root
-    from lake.tablestore import Manifest
-
-MAX_FILES = 32
-"""Table thumbnails read the bbox columns of at most this many files (spread over all)."""
+    from lake.table import FileInfo
 
 
 def _figure() -> Any:
@@ -69,18 +66,17 @@ def cube_thumbnail(ds: xr.Dataset) -> bytes | None:
     return None
 
 
-def table_thumbnail(root: Root, dataset: str, manifest: Manifest) -> bytes | None:
-    """A point-density map from the bbox centres of (a spread of) the table's files."""
+def table_thumbnail(root: Root, dataset: str, files: list[FileInfo], rows: int) -> bytes | None:
+    """A point-density map from the bbox centres of ``files`` (a spread of the table's
+    files with a bbox)."""
     import pyarrow.parquet as pq
 
-    files = [f for f in manifest.files if f.bbox]
     if not files:
         return None
-    step = max(1, len(files) // MAX_FILES)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     fs = root.fs()
-    for info in files[::step][:MAX_FILES]:
+    for info in files:
         with fs.open(root.path(dataset, info.path), "rb") as handle:
             bbox = pq.read_table(handle, columns=["bbox"]).column("bbox").combine_chunks()
         valid = np.asarray(bbox.is_valid().to_numpy(zero_copy_only=False))
@@ -95,5 +91,5 @@ def table_thumbnail(root: Root, dataset: str, manifest: Manifest) -> bytes | Non
     shown = np.ma.masked_equal(counts.T, 0)
     mesh = ax.pcolormesh(xedges, yedges, np.ma.log10(shown), cmap="magma_r")
     fig.colorbar(mesh, ax=ax, label="log10 rows per cell")
-    ax.set_title(f"{dataset}: {manifest.rows:,} rows", fontsize=9)
+    ax.set_title(f"{dataset}: {rows:,} rows", fontsize=9)
     return _png(fig)

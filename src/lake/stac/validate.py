@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lake.errors import SpecError
+from lake.tablestore import stream_manifest
 
 if TYPE_CHECKING:
     from lake.storage import Root
@@ -156,9 +157,9 @@ def validate_lake(root: Root, schemas: Schemas) -> tuple[int, list[Problem]]:
             problems += schemas.check(doc, url, path)
         if kind == "Collection" and "manifest" in doc.get("assets", {}):
             base = path.rsplit("/", 1)[0]
-            manifest = root.read_json(base, "table.json")
-            for info in manifest.get("files", []):
-                where = f"{base}/{info['path']}"
+            manifest = stream_manifest(root, base)
+            for info in manifest.files() if manifest else []:
+                where = f"{base}/{info.path}"
                 count += 1
                 with fs.open(root.path(where), "rb") as handle:
                     meta = pq.read_metadata(handle).metadata or {}

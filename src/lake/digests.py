@@ -1,0 +1,102 @@
+"""The sha256 of every item document the catalogue writer wrote, per collection.
+
+``<dataset>/.stac-digests.jsonl``, JSON Lines sorted by item id, so that a build compares
+it with the items it generates as two sorted streams, holding neither::
+
+    {"format": "lake-stac-digests/3"}
+    ["occ.year-2019", "ef56…", "removing"]     no longer linked; deleted by the next step
+    ["occ.year-2020", "ab12…"]
+    ["occ.year-2021", ["ab12…", "cd34…"]]      mid-rewrite: either version is accepted
+
+``lake verify`` accepts an item document whose sha256 is recorded here. The first two
+layouts (one JSON object in ``.stac-digests.json``) are still read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+import orjson
+
+if TYPE_CHECKING:
+    from lake.storage import Root
+
+DIGESTS = ".stac-digests.jsonl"
+LEGACY = ".stac-digests.json"
+FORMAT = "lake-stac-digests/3"
+
+Digest = str | list[str]
+"""One digest, or every digest a document may have while a build rewrites it."""
+
+
+class Entry(NamedTuple):
+    id: str
+    digest: Digest
+    removing: bool = False
+
+    def line(self) -> bytes:
+        doc = [self.id, self.digest, "removing"] if self.removing else [self.id, self.digest]
+        return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def accepted(digest: Digest | None, new: str) -> list[str]:
+    """Every digest a document may hold once ``new`` is being written over ``digest``."""
+    before = [] if digest is None else [digest] if isinstance(digest, str) else list(digest)
+    return [*dict.fromkeys([*before, new])]
+
+
+def read(root: Root, dataset: str) -> Iterator[Entry]:
+    """The recorded entries in id order, streamed (earlier layouts are sorted in memory)."""
+    fs = root.fs()
+    try:
+        with fs.open(root.path(dataset, DIGESTS), "rb") as handle:
+            header = json.loads(handle.readline() or b"{}")
+            if header.get("format") != FORMAT:
+                raise ValueError(f"unknown format {header.get('format')!r}")
+            for line in handle:
+                doc = orjson.loads(line)
+                yield Entry(doc[0], doc[1], len(doc) > 2)
+        return
+    except FileNotFoundError:
+        pass
+    try:
+        with fs.open(root.path(dataset, LEGACY), "rb") as handle:
+            doc = json.loads(handle.read())
+    except FileNotFoundError:
+        return
+    if "format" in doc:
+        items, removing = doc["items"], set(doc.get("removing", []))
+    else:
+        items, removing = doc, set()
+    for item_id in sorted(items):
+        yield Entry(item_id, items[item_id], item_id in removing)
+
+
+def as_map(root: Root, dataset: str) -> dict[str, Digest]:
+    """Every recorded digest by item id (for checking documents one by one)."""
+    return {entry.id: entry.digest for entry in read(root, dataset)}
+
+
+def write(root: Root, dataset: str, entries: Iterable[Entry]) -> None:
+    """Replace the record with ``entries`` (in id order), in one atomic write."""
+    with tempfile.NamedTemporaryFile(prefix="lake-digests-", suffix=".jsonl") as spool:
+        spool.write(json.dumps({"format": FORMAT}).encode() + b"\n")
+        for entry in entries:
+            spool.write(entry.line())
+        spool.flush()
+        root.put_file(spool.name, root.path(dataset, DIGESTS))
+    legacy = root.path(dataset, LEGACY)
+    if root.fs().exists(legacy):
+        root.fs().rm(legacy)
+
+
+def spool_lines(path: str | os.PathLike[str]) -> Iterator[Entry]:
+    """Entries back from a local spool file of `Entry.line` lines."""
+    with open(path, "rb") as handle:
+        for line in handle:
+            doc = orjson.loads(line)
+            yield Entry(doc[0], doc[1], len(doc) > 2)
