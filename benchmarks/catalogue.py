@@ -6,6 +6,8 @@ the catalogue reads them: the first file's schema and the thumbnail's sample), t
 - ``ours``: ``lake.stac.catalog.write_catalogue`` (items, stac-geoparquet mirror, thumbnail,
   collection, root) for 200,000, 100,000 and 10,000 items (peak memory should not grow
   with the count), and a second run with nothing changed;
+- ``floor``: after ``ours``, as many files of the items' mean size written with plain
+  ``open().write()`` (the disk's and the file system's share, nothing to build);
 - ``pystac``: the same 10,000 items as ``pystac.Item`` objects added to a collection, then
   ``normalize_hrefs`` + ``save`` (the path pystac issue #1207 measured at ~106 s).
 
@@ -137,7 +139,25 @@ def step_pystac(root: Path) -> dict[str, Any]:
     return {"seconds_first": time.perf_counter() - started, "items": len(items)}
 
 
-STEPS = {"ours": step_ours, "pystac": step_pystac}
+def step_floor(root: Path) -> dict[str, Any]:
+    """The hardware's share: as many files as items, of the items' mean size, written
+    with nothing to build, serialise or compare (the documents are already bytes)."""
+    items = sorted((root / "occ" / "items").glob("*.json"))
+    size = sum(p.stat().st_size for p in items[:1000]) // max(1, len(items[:1000]))
+    data = b"x" * size
+    out = root / "floor"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    started = time.perf_counter()
+    for i in range(len(items)):
+        with open(out / f"{i}.json", "wb") as handle:
+            handle.write(data)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out)
+    return {"seconds_first": seconds, "items": len(items), "bytes_each": size}
+
+
+STEPS = {"ours": step_ours, "floor": step_floor, "pystac": step_pystac}
 
 
 def run(name: str, root: Path) -> dict[str, Any]:
@@ -164,7 +184,7 @@ def main() -> None:
                "python": platform.python_version()}  # fmt: skip
     report: dict[str, Any] = {"machine": machine, "runs": []}
     print(f"{'items':>8} {'step':<8} {'first run s':>12} {'unchanged s':>12} {'peak RSS':>10}")
-    sizes = ((200_000, ["ours"]), (100_000, ["ours"]), (10_000, ["ours", "pystac"]))
+    sizes = ((200_000, ["ours"]), (100_000, ["ours", "floor"]), (10_000, ["ours", "pystac"]))
     for n, steps in sizes:
         root = work / f"items-{n}"
         generate(root, n)

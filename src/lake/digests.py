@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
+from lake.errors import TargetError
+
 if TYPE_CHECKING:
     from lake.storage import Root
 
@@ -56,7 +58,11 @@ def read(root: Root, dataset: str) -> Iterator[Entry]:
         with fs.open(root.path(dataset, DIGESTS), "rb") as handle:
             header = json.loads(handle.readline() or b"{}")
             if header.get("format") != FORMAT:
-                raise ValueError(f"unknown format {header.get('format')!r}")
+                raise TargetError(
+                    f"{root.display}/{dataset}/{DIGESTS}",
+                    f"has the unknown format {header.get('format')!r}",
+                    "delete it: the next build rewrites every item of the collection",
+                )
             for line in handle:
                 doc = orjson.loads(line)
                 yield Entry(doc[0], doc[1], len(doc) > 2)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lake import digests
+from lake.errors import LakeError
 
 if TYPE_CHECKING:
     from lake.storage import Root
@@ -81,7 +82,7 @@ def verify_lake(root: Root) -> Report:
         folder = path.rsplit("/", 1)[0]
         try:
             items = digests.as_map(root, folder)
-        except ValueError as error:
+        except (LakeError, ValueError) as error:  # an unknown format, or not JSON
             report.add(f"{folder}/{digests.DIGESTS}", f"cannot be read ({error})")
             items = {}
         for item_link in collection.get("links", []):
