@@ -19,7 +19,7 @@ import pytest
 from lake import digests
 from lake.spec import parse_spec
 from lake.stac import catalog
-from lake.stac.catalog import write_catalogue
+from lake.stac.catalog import catalogued_files, write_catalogue
 from lake.storage import Root
 from lake.table import FileInfo
 from lake.tablestore import MANIFEST, Manifest, file_order, stream_manifest
@@ -83,13 +83,16 @@ def _files(root: Path, n: int, data: bytes) -> list[FileInfo]:
     return files
 
 
-def _write_manifest(root: Path, files: list[FileInfo], *, shuffled: bool = False) -> None:
+def _write_manifest(
+    root: Path, files: list[FileInfo], *, shuffled: bool = False, version: str = ""
+) -> None:
     doc = Manifest(
         "occ",
         files,
         source={"kind": "table", "table": "occ", "crs_srid": None},
         partitioning=["grid(1)", "year(t)"],
         updated="2026-01-01T00:00:00Z",
+        version=version,
     ).to_json()
     if shuffled:  # a manifest written before files were listed in item order
         random.Random(0).shuffle(doc["files"])
@@ -214,3 +217,53 @@ def test_memory_does_not_grow_with_the_number_of_items(
     # Four times the items (3.4 and 4.0 MB measured); anything held per item (about 3 KB
     # before streaming) would add more than 7 MB here.
     assert large < small * 1.3, (small, large)
+
+
+def test_catalogued_files_without_reading_every_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "lake"
+    files = _files(root, 40, _sample_file())
+    _write_manifest(root, files, version="v1")
+    write_catalogue(Root(str(root)), _spec(root))
+    reads: list[str] = []
+    real = catalog._read_json
+
+    def counting(root_: Root, *parts: str) -> Any:
+        reads.append("/".join(parts))
+        return real(root_, *parts)
+
+    monkeypatch.setattr(catalog, "_read_json", counting)
+    everything = {f.path for f in files}
+    # The catalogue was written from this manifest version: its files, no item read.
+    assert catalogued_files(Root(str(root)), "occ") == everything
+    assert reads == []
+
+    # A build stopped after its manifest (v2, half the files), before the catalogue: the
+    # published items still point at all the files, and each item is read to know it.
+    _write_manifest(root, files[:20], version="v2")
+    assert catalogued_files(Root(str(root)), "occ") == everything
+    assert len([r for r in reads if "/items/" in r]) == 40
+
+    # Once the catalogue describes v2, only v2's files are left to keep.
+    write_catalogue(Root(str(root)), _spec(root))
+    reads.clear()
+    assert catalogued_files(Root(str(root)), "occ") == {f.path for f in files[:20]}
+    assert reads == []
+
+
+def test_a_damaged_digest_record_is_named_with_its_fix(tmp_path: Path) -> None:
+    from lake.errors import TargetError
+
+    root = tmp_path / "lake"
+    _write_manifest(root, _files(root, 5, _sample_file()))
+    write_catalogue(Root(str(root)), _spec(root))
+    record = root / "occ" / digests.DIGESTS
+    record.write_text(record.read_text()[:-30])  # a torn last line
+    with pytest.raises(TargetError, match=r"stac-digests.jsonl: is damaged .* Fix: delete it"):
+        write_catalogue(Root(str(root)), _spec(root))
+    report = verify_lake(Root(str(root)))
+    assert any(p.subject.endswith(digests.DIGESTS) for p in report.problems)
+    record.unlink()
+    assert write_catalogue(Root(str(root)), _spec(root)).written == 5
+    assert not verify_lake(Root(str(root))).problems

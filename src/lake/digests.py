@@ -3,7 +3,7 @@
 ``<dataset>/.stac-digests.jsonl``, JSON Lines sorted by item id, so that a build compares
 it with the items it generates as two sorted streams, holding neither::
 
-    {"format": "lake-stac-digests/3"}
+    {"format": "lake-stac-digests/3", "manifest": "<version of table.json described>"}
     ["occ.year-2019", "ef56…", "removing"]     no longer linked; deleted by the next step
     ["occ.year-2020", "ab12…"]
     ["occ.year-2021", ["ab12…", "cd34…"]]      mid-rewrite: either version is accepted
@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -54,21 +54,20 @@ def accepted(digest: Digest | None, new: str) -> list[str]:
 def read(root: Root, dataset: str) -> Iterator[Entry]:
     """The recorded entries in id order, streamed (earlier layouts are sorted in memory)."""
     fs = root.fs()
+    path = root.path(dataset, DIGESTS)
     try:
-        with fs.open(root.path(dataset, DIGESTS), "rb") as handle:
-            header = json.loads(handle.readline() or b"{}")
-            if header.get("format") != FORMAT:
-                raise TargetError(
-                    f"{root.display}/{dataset}/{DIGESTS}",
-                    f"has the unknown format {header.get('format')!r}",
-                    "delete it: the next build rewrites every item of the collection",
-                )
+        with fs.open(path, "rb") as handle:
+            first = orjson.loads(handle.readline() or b"{}")
+            if not isinstance(first, dict) or first.get("format") != FORMAT:
+                raise _unreadable(root, dataset, "is not a digest record this version reads")
             for line in handle:
                 doc = orjson.loads(line)
                 yield Entry(doc[0], doc[1], len(doc) > 2)
         return
     except FileNotFoundError:
         pass
+    except (orjson.JSONDecodeError, IndexError, TypeError, KeyError):
+        raise _unreadable(root, dataset, "is damaged (not JSON Lines of [id, digest])") from None
     try:
         with fs.open(root.path(dataset, LEGACY), "rb") as handle:
             doc = json.loads(handle.read())
@@ -82,15 +81,41 @@ def read(root: Root, dataset: str) -> Iterator[Entry]:
         yield Entry(item_id, items[item_id], item_id in removing)
 
 
+def _unreadable(root: Root, dataset: str, problem: str) -> TargetError:
+    return TargetError(
+        f"{root.display}/{dataset}/{DIGESTS}", problem,
+        "delete it: the next build rewrites every item of the collection and records them again",
+    )  # fmt: skip
+
+
+def header(root: Root, dataset: str) -> dict[str, Any]:
+    """The record's first line: its format and the table manifest version it was written
+    from (``manifest``), or {} when there is no record in this layout."""
+    try:
+        with root.fs().open(root.path(dataset, DIGESTS), "rb") as handle:
+            doc = orjson.loads(handle.readline() or b"{}")
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else {}
+
+
 def as_map(root: Root, dataset: str) -> dict[str, Digest]:
     """Every recorded digest by item id (for checking documents one by one)."""
     return {entry.id: entry.digest for entry in read(root, dataset)}
 
 
-def write(root: Root, dataset: str, entries: Iterable[Entry]) -> None:
-    """Replace the record with ``entries`` (in id order), in one atomic write."""
+def write(root: Root, dataset: str, entries: Iterable[Entry], manifest: str | None = None
+          ) -> None:  # fmt: skip
+    """Replace the record with ``entries`` (in id order), in one atomic write.
+
+    ``manifest``: the version of the table manifest that every item document now on
+    storage was written from. Give it only when that holds (after the items are written).
+    """
+    head: dict[str, Any] = {"format": FORMAT}
+    if manifest:
+        head["manifest"] = manifest
     with tempfile.NamedTemporaryFile(prefix="lake-digests-", suffix=".jsonl") as spool:
-        spool.write(json.dumps({"format": FORMAT}).encode() + b"\n")
+        spool.write(orjson.dumps(head, option=orjson.OPT_APPEND_NEWLINE))
         for entry in entries:
             spool.write(entry.line())
         spool.flush()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -50,6 +51,8 @@ class Manifest:
     geometry_column: str = "geometry"
     source: dict[str, Any] = field(default_factory=dict)
     updated: str = ""
+    version: str = ""
+    """A new random id at every commit (empty in manifests from before it was kept)."""
 
     @property
     def rows(self) -> int:
@@ -60,6 +63,7 @@ class Manifest:
             "format": FORMAT,
             "dataset": self.dataset,
             "updated": self.updated,
+            "version": self.version,
             "source": self.source,
             "partitioning": self.partitioning,
             "geometry_column": self.geometry_column,
@@ -85,6 +89,7 @@ class Manifest:
             geometry_column=doc.get("geometry_column", "geometry"),
             source=dict(doc.get("source") or {}),
             updated=doc.get("updated", ""),
+            version=doc.get("version", ""),
         )
 
 
@@ -224,6 +229,7 @@ def commit(
             fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.mv(root.path(staging, info.path), target)
     new.updated = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    new.version = uuid.uuid4().hex
     root.put(root.path(new.dataset, MANIFEST), json.dumps(new.to_json(), indent=1).encode())
     if old is not None:
         gone = [root.path(old.dataset, f.path) for f in old.files if f.path not in kept]

@@ -274,7 +274,9 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
 
     d = describe(root, dataset)
     fs = root.fs()
-    legacy = not fs.exists(root.path(dataset.id, digests.DIGESTS))
+    recorded = digests.header(root, dataset.id)
+    # Rewrite the record when it is in an earlier layout or describes another manifest.
+    stale = not recorded or recorded.get("manifest") != d.version
     with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
         spool = _Spool(tmp)
         try:
@@ -303,10 +305,11 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
         png = d.thumbnail() if d.thumbnail else None
         if png:
             root.put(root.path(dataset.id, "thumbnail.png"), png)
-        if spool.writes or spool.removals or legacy:
+        if spool.writes or spool.removals or stale:
             # Items to remove keep their digests until the collection no longer links them.
-            digests.write(root, dataset.id, _merge(spool.entries("new"),
-                                                   spool.entries("removing")))  # fmt: skip
+            # Every item document is now written from this manifest version.
+            entries = _merge(spool.entries("new"), spool.entries("removing"))
+            digests.write(root, dataset.id, entries, d.version)
         path = f"{dataset.id}/collection.json"
         collection = _collection(spec, dataset, d, png is not None, has_mirror)
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
@@ -314,7 +317,7 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
         result.collections += 1
         if spool.removals:
             result.removed += _remove_items(root, dataset.id, spool.entries("removing"))
-            digests.write(root, dataset.id, spool.entries("new"))
+            digests.write(root, dataset.id, spool.entries("new"), d.version)
         if not has_mirror and fs.exists(mirror):  # no item left with a geometry
             fs.rm(mirror)
 
@@ -406,7 +409,23 @@ def _write_batches(root: Root, dataset: str, reader: Any) -> bool:
 
 def catalogued_files(root: Root, dataset_id: str) -> set[str]:
     """The files (relative to the dataset folder) that the published items of a dataset
-    point at: a table build must not delete them before the catalogue is rewritten."""
+    point at: a table build must not delete them before the catalogue is rewritten.
+
+    When the item digests say that every item document was written from the current
+    manifest version (and no rewrite or removal is under way), those files are the
+    manifest's, read without a request per item. Otherwise (a build stopped between its
+    manifest and its catalogue) every linked item is read.
+    """
+    from lake.tablestore import stream_manifest
+
+    manifest = stream_manifest(root, dataset_id)
+    version = manifest.header.version if manifest else ""
+    if version and digests.header(root, dataset_id).get("manifest") == version:
+        settled = all(
+            isinstance(e.digest, str) and not e.removing for e in digests.read(root, dataset_id)
+        )
+        if settled and manifest is not None:
+            return {info.path for info in manifest.files()}
     collection = _read_json(root, dataset_id, "collection.json")
     files: set[str] = set()
     for link in (collection or {}).get("links", []):

@@ -57,6 +57,8 @@ class Description:
     """A callable returning an iterator of item dicts (without links)."""
     thumbnail: Any = None
     """A callable returning PNG bytes, or None."""
+    version: str | None = None
+    """The version of the table manifest described (None for cubes and older manifests)."""
 
 
 def _iso(value: Any) -> str | None:
@@ -462,7 +464,7 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
 
     return Description(
         dataset.id, "table", extensions, bbox, interval, assets, fields, summaries, items,
-        thumbnail,
+        thumbnail, header.version or None,
     )  # fmt: skip
 
 
