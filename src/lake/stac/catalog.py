@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -338,8 +339,9 @@ def _write_collection_document(root: Root, path: str, collection: dict[str, Any]
     return digest.hexdigest()
 
 
-_ITEM_LINKS = "\u0000item links\u0000"
-"""Stands in the collection's links for the item links, which are streamed in its place."""
+_ITEM_LINKS = f"\u0000item links {uuid.uuid4().hex}\u0000"
+"""Stands in the collection's links for the item links, which are streamed in its place
+(random, so that no text of the spec or the source can be mistaken for it)."""
 
 
 def _collection_chunks(head: bytes, tail: bytes, items: Iterator[digests.Entry]
