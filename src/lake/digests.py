@@ -44,6 +44,12 @@ class Entry(NamedTuple):
         doc = [self.id, self.digest, "removing"] if self.removing else [self.id, self.digest]
         return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
 
+    @classmethod
+    def parse(cls, line: bytes) -> Entry:
+        """The entry of one `line`."""
+        doc = orjson.loads(line)
+        return cls(doc[0], doc[1], len(doc) > 2)
+
 
 def accepted(digest: Digest | None, new: str) -> list[str]:
     """Every digest a document may hold once ``new`` is being written over ``digest``."""
@@ -51,18 +57,23 @@ def accepted(digest: Digest | None, new: str) -> list[str]:
     return [*dict.fromkeys([*before, new])]
 
 
-def read(root: Root, dataset: str) -> Iterator[Entry]:
-    """The recorded entries in id order, streamed (earlier layouts are sorted in memory)."""
+def read(root: Root, dataset: str, header: dict[str, Any] | None = None) -> Iterator[Entry]:
+    """The recorded entries in id order, streamed (earlier layouts are sorted in memory).
+
+    ``header``, if given, receives the record's first line (its format and the table
+    manifest version its items were written from) once the first entry is asked for, so
+    that one read gives both; it stays empty for earlier layouts and a missing record.
+    """
     fs = root.fs()
-    path = root.path(dataset, DIGESTS)
     try:
-        with fs.open(path, "rb") as handle:
+        with fs.open(root.path(dataset, DIGESTS), "rb") as handle:
             first = orjson.loads(handle.readline() or b"{}")
             if not isinstance(first, dict) or first.get("format") != FORMAT:
                 raise _unreadable(root, dataset, "is not a digest record this version reads")
+            if header is not None:
+                header.update(first)
             for line in handle:
-                doc = orjson.loads(line)
-                yield Entry(doc[0], doc[1], len(doc) > 2)
+                yield Entry.parse(line)
         return
     except FileNotFoundError:
         pass
@@ -86,17 +97,6 @@ def _unreadable(root: Root, dataset: str, problem: str) -> TargetError:
         f"{root.display}/{dataset}/{DIGESTS}", problem,
         "delete it: the next build rewrites every item of the collection and records them again",
     )  # fmt: skip
-
-
-def header(root: Root, dataset: str) -> dict[str, Any]:
-    """The record's first line: its format and the table manifest version it was written
-    from (``manifest``), or {} when there is no record in this layout."""
-    try:
-        with root.fs().open(root.path(dataset, DIGESTS), "rb") as handle:
-            doc = orjson.loads(handle.readline() or b"{}")
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-    return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else {}
 
 
 def as_map(root: Root, dataset: str) -> dict[str, Digest]:
@@ -129,5 +129,4 @@ def spool_lines(path: str | os.PathLike[str]) -> Iterator[Entry]:
     """Entries back from a local spool file of `Entry.line` lines."""
     with open(path, "rb") as handle:
         for line in handle:
-            doc = orjson.loads(line)
-            yield Entry(doc[0], doc[1], len(doc) > 2)
+            yield Entry.parse(line)

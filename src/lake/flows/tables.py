@@ -219,7 +219,7 @@ def build_table(
     secret = resolve_dsn(spec.postgres, subject)
     old = read_manifest(root, dataset.id)
     # Files the published catalogue points at stay until the catalogue is rewritten.
-    catalogued = catalogued_files(root, dataset.id)
+    catalogued = catalogued_files(root, dataset.id, old)
     root.remove_partials(dataset.id)
     clean(root, dataset.id, old, catalogued)
     partitioning = list(spec.partition_by)

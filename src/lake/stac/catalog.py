@@ -41,6 +41,7 @@ from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description, de
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
     from lake.storage import Root
+    from lake.tablestore import Manifest
 
 ITEM_BATCH = 5_000
 DOCUMENT_DIGESTS = ".stac-documents.json"
@@ -194,6 +195,7 @@ class _Spool:
         the document's line."""
         self.count = 0
         self.writes = 0
+        self.replacements = 0
         self.removals = 0
 
     def add(self, item_id: str, data: bytes, write: bool) -> None:
@@ -219,6 +221,16 @@ def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spoo
     """Compare each item document with its recorded digest (both streams in id order)
     and spool what must be written, replaced or removed."""
     recorded = next(old, None)
+
+    def remove_before(item_id: str | None) -> digests.Entry | None:
+        """Spool as removed the recorded items before ``item_id`` (None: all the rest)."""
+        nonlocal recorded
+        while recorded is not None and (item_id is None or recorded.id < item_id):
+            spool.removing.write(recorded._replace(removing=True).line())
+            spool.removals += 1
+            recorded = next(old, None)
+        return recorded
+
     last = ""
     for item in items:
         data = _dumps(_with_links(item, spec, dataset))
@@ -227,25 +239,20 @@ def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spoo
         if item_id <= last:
             raise RuntimeError(f"items of {dataset} are not in id order at {item_id!r}")
         last = item_id
-        while recorded is not None and recorded.id < item_id:
-            spool.removing.write(recorded._replace(removing=True).line())
-            spool.removals += 1
-            recorded = next(old, None)
-        if recorded is not None and recorded.id == item_id:
-            changed = recorded.digest != digest or recorded.removing
+        match = remove_before(item_id)
+        if match is not None and match.id == item_id:
+            changed = match.digest != digest or match.removing
             if changed:
-                accepted = digests.accepted(recorded.digest, digest)
+                accepted = digests.accepted(match.digest, digest)
                 spool.replaced.write(digests.Entry(item_id, accepted).line())
+                spool.replacements += 1
             spool.add(item_id, data, changed)
             recorded = next(old, None)
         else:  # not linked by any published collection yet
             spool.add(item_id, data, True)
         spool.new.write(digests.Entry(item_id, digest).line())
         spool.count += 1
-    while recorded is not None:
-        spool.removing.write(recorded._replace(removing=True).line())
-        spool.removals += 1
-        recorded = next(old, None)
+    remove_before(None)
 
 
 def _merge(*streams: Iterator[digests.Entry]) -> Iterator[digests.Entry]:
@@ -275,17 +282,18 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
 
     d = describe(root, dataset)
     fs = root.fs()
-    recorded = digests.header(root, dataset.id)
-    # Rewrite the record when it is in an earlier layout or describes another manifest.
-    stale = not recorded or recorded.get("manifest") != d.version
+    recorded: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
         spool = _Spool(tmp)
         try:
-            _compare(d.items(), digests.read(root, dataset.id), spool, spec, dataset.id)
+            old = digests.read(root, dataset.id, recorded)
+            _compare(d.items(), old, spool, spec, dataset.id)
         finally:
             spool.close()
+        # Rewrite the record when it is in an earlier layout or describes another manifest.
+        stale = not recorded or recorded.get("manifest") != d.version
         result.items += spool.count
-        if os.path.getsize(f"{tmp}/replaced.jsonl"):
+        if spool.replacements:
             # Published items are about to change: record both versions first.
             digests.write(root, dataset.id, _merge(spool.entries("replaced"),
                                                    digests.read(root, dataset.id)))  # fmt: skip
@@ -389,10 +397,11 @@ def _write_mirror(root: Root, dataset: str, spool: _Spool, tmp: str) -> bool:
         itertools.chain([first], located), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
         tmpdir=chunks,
     )  # fmt: skip
-    return _write_batches(root, dataset, reader)
+    _write_batches(root, dataset, reader)
+    return True
 
 
-def _write_batches(root: Root, dataset: str, reader: Any) -> bool:
+def _write_batches(root: Root, dataset: str, reader: Any) -> None:
     """Write the mirror with stac-geoparquet's writer (GeoParquet `geo` metadata with the
     bbox covering, and its own `stac-geoparquet` metadata), whole or not at all."""
     from pyarrow.fs import FSSpecHandler, PyFileSystem
@@ -403,31 +412,24 @@ def _write_batches(root: Root, dataset: str, reader: Any) -> bool:
     to_parquet(reader, path, filesystem=PyFileSystem(FSSpecHandler(root.fs())),
                compression="zstd")  # fmt: skip
     if root.local:
-        import os
-
         os.replace(path, root.path(dataset, "items.parquet"))
-    return True
 
 
-def catalogued_files(root: Root, dataset_id: str) -> set[str]:
+def catalogued_files(root: Root, dataset_id: str, manifest: Manifest | None) -> set[str]:
     """The files (relative to the dataset folder) that the published items of a dataset
     point at: a table build must not delete them before the catalogue is rewritten.
 
-    When the item digests say that every item document was written from the current
-    manifest version (and no rewrite or removal is under way), those files are the
-    manifest's, read without a request per item. Otherwise (a build stopped between its
-    manifest and its catalogue) every linked item is read.
+    ``manifest`` is the table's published manifest. When the item digests say that every
+    item document was written from its version (and no rewrite or removal is under way),
+    those files are the manifest's, found without a request per item. Otherwise (a build
+    stopped between its manifest and its catalogue) every linked item is read.
     """
-    from lake.tablestore import stream_manifest
-
-    manifest = stream_manifest(root, dataset_id)
-    version = manifest.header.version if manifest else ""
-    if version and digests.header(root, dataset_id).get("manifest") == version:
-        settled = all(
-            isinstance(e.digest, str) and not e.removing for e in digests.read(root, dataset_id)
-        )
-        if settled and manifest is not None:
-            return {info.path for info in manifest.files()}
+    if manifest is not None and manifest.version:
+        recorded: dict[str, Any] = {}
+        settled = all(isinstance(e.digest, str) and not e.removing
+                      for e in digests.read(root, dataset_id, recorded))  # fmt: skip
+        if settled and recorded.get("manifest") == manifest.version:
+            return {info.path for info in manifest.files}
     collection = _read_json(root, dataset_id, "collection.json")
     files: set[str] = set()
     for link in (collection or {}).get("links", []):

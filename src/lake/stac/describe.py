@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lake.errors import TargetError
+from lake.tablestore import file_order, stream_manifest
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -305,8 +306,6 @@ class _Overview:
     order was fixed); older ones are sorted in memory."""
 
     def add(self, info: FileInfo, previous: FileInfo | None) -> None:
-        from lake.tablestore import file_order
-
         if self.first is None:
             self.first = info
         if info.bbox:
@@ -315,11 +314,7 @@ class _Overview:
                 if len(self.sample) == 2 * SAMPLE_FILES:
                     self.sample, self.stride = self.sample[::2], self.stride * 2
             self.with_bbox += 1
-            b = info.bbox
-            self.bbox = list(b) if self.bbox is None else [
-                min(self.bbox[0], b[0]), min(self.bbox[1], b[1]),
-                max(self.bbox[2], b[2]), max(self.bbox[3], b[3]),
-            ]  # fmt: skip
+            self.bbox = _union([self.bbox, info.bbox])
         if info.time and info.time[0]:
             self.start = min(self.start or info.time[0], info.time[0])
         if info.time and info.time[1]:
@@ -337,9 +332,8 @@ def _union(boxes: list[list[float] | None]) -> list[float] | None:
     real = [b for b in boxes if b]
     if not real:
         return None
-    arr = np.asarray(real, dtype=np.float64)
-    return [float(arr[:, 0].min()), float(arr[:, 1].min()),
-            float(arr[:, 2].max()), float(arr[:, 3].max())]  # fmt: skip
+    return [float(min(b[0] for b in real)), float(min(b[1] for b in real)),
+            float(max(b[2] for b in real)), float(max(b[3] for b in real))]  # fmt: skip
 
 
 def _to_wgs84(bbox: list[float] | None, srid: int | None) -> list[float] | None:
@@ -364,8 +358,6 @@ def item_id(dataset: str, partition: str) -> str:
 def describe_table(root: Root, dataset: Dataset) -> Description | None:
     """The table's collection and items, streamed from its manifest: one pass for the
     collection's extent and summaries, one more for the items, whatever the file count."""
-    from lake.tablestore import file_order, stream_manifest
-
     manifest = stream_manifest(root, dataset.id)
     if manifest is None:
         return None
