@@ -7,6 +7,8 @@ For each size, in the same run and on the same machine:
 
 * ``floor``: read and decode every source value once and compress it once with the codec
   the cubes use, no write, on all cores: work no converter can avoid.
+* ``floor_write``: the floor, plus writing the compressed bytes twice (one file per day
+  and copy) with plain file writes: what storing two copies costs on this machine's disk.
 * ``ours``: ``lake build`` writing both layouts (maps and timeseries).
 * ``mfdataset``: ``xr.open_mfdataset(files).to_zarr(...)``.
 * ``mfdataset_ts``: ``xr.open_mfdataset(files).chunk(<time-series chunks>).to_zarr(...)``.
@@ -43,23 +45,40 @@ TS_CHUNKS = {"time": 256, "depth": 1, "latitude": 32, "longitude": 64}
 # --- steps (each runs in a child process) ----------------------------------------------------
 
 
-def _floor_file(path: str) -> tuple[int, int]:
+def _floor_file(job: tuple[str, str | None]) -> tuple[int, int]:
+    """Decode one file and compress it once; with an output folder, also write the
+    compressed bytes once per copy."""
     import numcodecs
     import xarray as xr
 
+    path, out = job
     codec = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
     with xr.open_dataset(path) as ds:
         values = ds["thetao"].values  # decoded: fill values masked to NaN
-    return values.nbytes, len(codec.encode(values))
+    data = codec.encode(values)
+    if out is not None:
+        for copy in ("maps", "timeseries"):
+            with open(Path(out) / copy / Path(path).with_suffix(".bin").name, "wb") as f:
+                f.write(data)
+    return values.nbytes, len(data)
 
 
-def step_floor(src: Path, out: Path) -> dict[str, Any]:
+def step_floor(src: Path, out: Path, write: bool = False) -> dict[str, Any]:
     from multiprocessing import Pool
 
-    files = sorted(map(str, src.glob("*.nc")))
+    if write:
+        for copy in ("maps", "timeseries"):
+            (out / copy).mkdir(parents=True)
+    jobs = [(f, str(out) if write else None) for f in sorted(map(str, src.glob("*.nc")))]
     with Pool(os.cpu_count() or 1) as pool:
-        results = pool.map(_floor_file, files, chunksize=4)
+        results = pool.map(_floor_file, jobs, chunksize=4)
     return {"bytes": sum(r[0] for r in results), "compressed": sum(r[1] for r in results)}
+
+
+def step_floor_write(src: Path, out: Path) -> dict[str, Any]:
+    """The floor, plus writing its compressed bytes twice (one file per day and copy) with
+    plain file writes: what storing two copies costs on this machine's disk."""
+    return step_floor(src, out, write=True)
 
 
 def step_ours(src: Path, out: Path) -> dict[str, Any]:
@@ -95,6 +114,7 @@ def step_mfdataset_ts(src: Path, out: Path) -> dict[str, Any]:
 
 STEPS = {
     "floor": step_floor,
+    "floor_write": step_floor_write,
     "ours": step_ours,
     "mfdataset": step_mfdataset,
     "mfdataset_ts": step_mfdataset_ts,
@@ -193,47 +213,60 @@ def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
     rows = []
     outs = {
         "floor": work / "out" / "floor",
+        "floor_write": work / "out" / "floor_write",
         "ours": work / "out" / "ours",
         "mfdataset": work / "out" / "mfdataset.zarr",
         "mfdataset_ts": work / "out" / "mfdataset_ts.zarr",
     }
-    for name, out in outs.items():
-        runs = [run_step(name, src, out) for _ in range(repeat)]
-        runs.sort(key=lambda r: r["seconds"])
+    # Steps take turns, round after round, so a machine that slows down or speeds up
+    # during the run weighs on every step alike. Each output is deleted right after its
+    # run (its reads measured first, in the last round), so no step runs with another's
+    # output in the page cache.
+    all_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in outs}
+    reads: dict[str, dict[str, Any]] = {}
+    stored: dict[str, int] = {}
+    for round_ in range(repeat):
+        for name, out in outs.items():
+            run = run_step(name, src, out)
+            all_runs[name].append(run)
+            if round_ == repeat - 1 and run["status"] == "ok" and not name.startswith("floor"):
+                if name == "ours":
+                    reads[name] = {
+                        layout: measure_reads(out / "bench" / f"{layout}.zarr", days)
+                        for layout in ("maps", "timeseries")
+                    }
+                else:
+                    reads[name] = {"zarr": measure_reads(out, days)}
+                stored[name] = _tree_bytes(out)
+            shutil.rmtree(out, ignore_errors=True)
+    for name in outs:
+        runs = sorted(all_runs[name], key=lambda r: r["seconds"])
         row = runs[len(runs) // 2]  # the median run
-        row["all_seconds"] = [r["seconds"] for r in runs]
+        row["all_seconds"] = [r["seconds"] for r in all_runs[name]]
         row["peak_rss"] = max(r["peak_rss"] for r in runs)
         row["mb_per_s"] = source_bytes / 1e6 / row["seconds"]
-        if row["status"] == "ok" and name != "floor":
-            if name == "ours":
-                row["reads"] = {
-                    layout: measure_reads(out / "bench" / f"{layout}.zarr", days)
-                    for layout in ("maps", "timeseries")
-                }
-            else:
-                row["reads"] = {"zarr": measure_reads(out, days)}
-            row["stored_bytes"] = _tree_bytes(out)
+        if name in reads:
+            row["reads"], row["stored_bytes"] = reads[name], stored[name]
         print(json.dumps({k: v for k, v in row.items() if k != "reads"}), flush=True)
         if row["status"] != "ok":
             print(f"{name}: {row['status']}", flush=True)
         rows.append(row)
-        if name != "ours":
-            shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(outs["ours"], ignore_errors=True)
     return {"gb": gb, "days": days, "grid": [NY, NX], "source_bytes": source_bytes,
             "source_on_disk": on_disk, "rows": rows}  # fmt: skip
 
 
 def print_table(result: dict[str, Any]) -> None:
     floor = next(r for r in result["rows"] if r["step"] == "floor")["seconds"]
+    written = next(r for r in result["rows"] if r["step"] == "floor_write")["seconds"]
     print(f"\n== {result['days']} daily files, {_fmt(result['source_bytes'])} uncompressed "
           f"({_fmt(result['source_on_disk'])} zlib NetCDF4) ==")  # fmt: skip
-    print(f"{'step':<14}{'status':<10}{'wall s':>8}{'x floor':>9}{'MB/s':>8}{'peak RSS':>11}"
-          f"{'stored':>11}")  # fmt: skip
+    print(f"{'step':<14}{'status':<10}{'wall s':>8}{'x floor':>9}{'x f+write':>10}{'MB/s':>8}"
+          f"{'peak RSS':>11}{'stored':>11}")  # fmt: skip
     for r in result["rows"]:
         ratio, stored = r["seconds"] / floor, _fmt(r.get("stored_bytes", 0))
         print(f"{r['step']:<14}{r['status'][:9]:<10}{r['seconds']:>8.1f}{ratio:>9.2f}"
-              f"{r['mb_per_s']:>8.0f}{_fmt(r['peak_rss']):>11}{stored:>11}")  # fmt: skip
+              f"{r['seconds'] / written:>10.2f}{r['mb_per_s']:>8.0f}{_fmt(r['peak_rss']):>11}"
+              f"{stored:>11}")  # fmt: skip
     print(f"\n{'reads':<26}{'point series: GETs':>19}{'bytes':>11}{'% cube':>8}"
           f"{'day map: GETs':>15}{'bytes':>11}{'% cube':>8}")  # fmt: skip
     for r in result["rows"]:

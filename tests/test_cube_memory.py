@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from helpers import spec_for
+from lake.flows.cluster import WORKER_MALLOC, _worker_environ, prepare_workers
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root
@@ -18,7 +20,10 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 
-def test_timeseries_layout_larger_than_worker_memory(tmp_path: Path) -> None:
+def test_timeseries_layout_larger_than_worker_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
     import xarray as xr
     from distributed import Client, LocalCluster
 
@@ -29,12 +34,21 @@ def test_timeseries_layout_larger_than_worker_memory(tmp_path: Path) -> None:
     chunking = {"shard_mb": 32, "timeseries_time": 128}
     spec = spec_for(str(tmp_path / "lake"), str(tmp_path / "src" / "*.nc"), tmp_path,
                     chunking=chunking)  # fmt: skip
+    # The workers run with the build's malloc settings, which keep freed buffers (up to
+    # 1 GiB) for the next block: memory must stay bounded with them too. Variables already
+    # in the environment would win over them (Dask's rule), so none are.
+    for key in WORKER_MALLOC:
+        monkeypatch.delenv(key, raising=False)
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}),
         LocalCluster(
             n_workers=2, threads_per_worker=1, memory_limit="400MiB", dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
+        settings = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC})
+        assert all(s == {k: str(v) for k, v in WORKER_MALLOC.items()} for s in settings.values())
+        prepare_workers(client)  # as every build does
         result = build_cube(client, Root(spec.root), spec.datasets[0])
     assert result.added == {"maps": 150, "timeseries": 150}
     ts = xr.open_zarr(str(tmp_path / "lake/cube/timeseries.zarr"))

@@ -7,6 +7,7 @@ may reach a log or an error message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -20,7 +21,7 @@ from fsspec.core import url_to_fs
 from lake.errors import TargetError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from fsspec.spec import AbstractFileSystem
     from zarr.abc.store import Store
@@ -118,11 +119,8 @@ class Root:
     def put(self, path: str, data: bytes) -> None:
         """Write one object atomically (a rename on local disk; one PUT on object storage)."""
         if self.local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex}.partial"
-            with open(tmp, "wb") as handle:
+            with _replacing(path) as tmp, open(tmp, "wb") as handle:
                 handle.write(data)
-            os.replace(tmp, path)
         else:
             self.fs().pipe_file(path, data)
 
@@ -133,10 +131,8 @@ class Root:
         if self.local:
             import shutil
 
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex}.partial"
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, path)
+            with _replacing(path) as tmp:
+                shutil.copyfile(local, tmp)
         else:
             self.fs().put_file(local, path)
 
@@ -186,3 +182,13 @@ class Root:
                 "point `root` at a folder or bucket you can write to, and check that the "
                 "bucket exists and your credentials allow PutObject and DeleteObject",
             ) from None
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[str]:
+    """A temporary ``*.partial`` path beside local ``path`` to write, renamed over ``path``
+    when the block ends without error (a killed writer leaves only the partial file)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.partial"
+    yield tmp
+    os.replace(tmp, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -129,17 +130,17 @@ def run_build(
         _dry_run(spec, only, scheduler, workers, full_refresh)
         return
     from lake.flows.cluster import dask_client
-    from lake.flows.cubes import build_cube
-    from lake.flows.tables import build_table, tidy_table
-    from lake.stac.catalog import write_catalogue
 
     parsed: Spec | None = None
     try:
         parsed, datasets, root = _load(spec, only)
         root.check_writable()
         results = []
+        # The catalogue is written in a thread while the cluster shuts down: it needs
+        # only the storage, and shutting worker processes down is mostly waiting.
         with (
-            dask_client(scheduler, workers) as client,
+            ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
+            dask_client(scheduler, workers, _preload(datasets), _import_flows) as client,
             Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -156,16 +157,21 @@ def run_build(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
+            from lake.flows.cubes import build_cube
+            from lake.flows.tables import build_table, tidy_table
+            from lake.stac.catalog import write_catalogue
+
             for dataset in datasets:
                 if dataset.cube is not None:
                     results.append(_cube_row(build_cube(client, root, dataset, progress)))
                 else:
                     table_result = build_table(client, root, dataset, progress, full_refresh)
                     results.append(_table_row(table_result))
-            catalogue = write_catalogue(root, parsed, only=[d.id for d in datasets])
-            for dataset in datasets:
-                if dataset.table is not None:
-                    tidy_table(root, dataset.id)
+            writing = pool.submit(write_catalogue, root, parsed, only=[d.id for d in datasets])
+        catalogue = writing.result()
+        for dataset in datasets:
+            if dataset.table is not None:
+                tidy_table(root, dataset.id)
     except LakeError as exc:
         _fail(exc)
     except Exception as exc:
@@ -241,17 +247,31 @@ def _table_row(r: TableResult) -> list[str]:
     ]  # fmt: skip
 
 
+def _preload(datasets: list[Dataset]) -> list[str]:
+    """The flow modules a build's workers need, imported as they start."""
+    kinds = {"cubes" if d.cube is not None else "tables" for d in datasets}
+    return [f"lake.flows.{kind}" for kind in sorted(kinds)]
+
+
+def _import_flows() -> None:
+    """The build's own heavy imports (xarray, zarr, pyarrow), while the cluster starts."""
+    import lake.flows.cubes
+    import lake.flows.tables
+    import lake.stac.catalog  # noqa: F401
+
+
 def _dry_run(
     spec: Path, only: str | None, scheduler: str | None, workers: int | None, full_refresh: bool
 ) -> None:
     from lake.flows.cluster import dask_client
-    from lake.flows.cubes import dry_run_cube
-    from lake.flows.tables import dry_run_table
 
     try:
         _, datasets, root = _load(spec, only)
         rows = []
-        with dask_client(scheduler, workers) as client:
+        with dask_client(scheduler, workers, _preload(datasets), _import_flows) as client:
+            from lake.flows.cubes import dry_run_cube
+            from lake.flows.tables import dry_run_table
+
             for dataset in datasets:
                 if dataset.cube is not None:
                     rows.append(dry_run_cube(client, root, dataset))

@@ -32,18 +32,35 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+# The thumbnail is 320 x 240 pixels: a map is averaged down to at most this many cells a
+# side before it is drawn. Drawing every cell of a 1024 x 1440 grid took 0.9 s, most of a
+# cube's catalogue time, for the same picture.
+DISPLAY_CELLS = 320
+
+
+def display_field(field: xr.DataArray, cells: int = DISPLAY_CELLS) -> xr.DataArray:
+    """``field`` (latitude, longitude) averaged over blocks so no side exceeds ``cells``.
+
+    Block means skip NaN (land); coordinates become block centres; a ragged edge is dropped.
+    """
+    factors = {d: -(-n // cells) for d, n in field.sizes.items()}
+    if all(f == 1 for f in factors.values()):
+        return field
+    return field.coarsen(factors, boundary="trim").mean(keep_attrs=True)
+
+
 def cube_thumbnail(ds: xr.Dataset) -> bytes | None:
     """A map of the last time step (first depth) of the first gridded variable."""
     for name, var in ds.data_vars.items():
         if {"time", "latitude", "longitude"} <= set(var.dims):
             selection = {d: (-1 if d == "time" else 0) for d in var.dims
                          if d not in ("latitude", "longitude")}  # fmt: skip
-            field = var.isel(selection).transpose("latitude", "longitude")
+            field = display_field(var.isel(selection).transpose("latitude", "longitude"))
             values = np.asarray(field.values, dtype=np.float64)
             if not np.isfinite(values).any():
                 continue
             fig, ax = _figure()
-            lon, lat = ds["longitude"].values, ds["latitude"].values
+            lon, lat = field["longitude"].values, field["latitude"].values
             mesh = ax.pcolormesh(lon, lat, values, shading="auto", cmap="viridis")
             fig.colorbar(mesh, ax=ax, label=str(var.attrs.get("units", "")))
             last = ds["time"].values[-1]

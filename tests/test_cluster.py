@@ -1,0 +1,127 @@
+"""The local cluster a build runs on: started beside the build's imports, with preloads and
+the worker malloc settings, and closed when the work beside it fails."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+import pytest
+
+from lake.flows.cluster import (
+    WORKER_MALLOC,
+    _malloc_trim,
+    _worker_environ,
+    dask_client,
+    prepare_workers,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client, Worker
+
+pytestmark = pytest.mark.distributed
+
+
+def _worker_state(modules: list[str]) -> dict[str, object]:
+    return {
+        "loaded": [m for m in modules if m in sys.modules],
+        "env": {k: os.environ.get(k) for k in WORKER_MALLOC},
+    }
+
+
+def test_local_cluster_runs_meanwhile_and_preloads_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Variables already in the environment win over the settings (Dask's rule), and every
+    # Dask nanny in this process writes its own into it: start from an environment
+    # without them, as `lake build` does.
+    for key in WORKER_MALLOC:
+        monkeypatch.delenv(key, raising=False)
+    ran: list[str] = []
+    with dask_client(
+        workers=2, preload=["lake.flows.cubes"], meanwhile=lambda: ran.append("x")
+    ) as client:
+        assert ran == ["x"]
+        states = client.run(_worker_state, ["lake.flows.cubes", "lake.flows.tables"])
+    assert len(states) == 2
+    for state in states.values():
+        # Imported as the worker started, before any task; the table flow was not asked for.
+        assert state["loaded"] == ["lake.flows.cubes"]
+        assert state["env"] == {k: str(v) for k, v in WORKER_MALLOC.items()}
+
+
+def test_a_failure_beside_the_starting_cluster_closes_it() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def broken() -> None:
+        raise RuntimeError("import failed")
+
+    with (
+        pytest.raises(RuntimeError, match="import failed"),
+        dask_client(workers=1, meanwhile=broken),
+    ):
+        pytest.fail("the client must not be handed out")
+    # Worker processes are gone; multiprocessing's resource tracker lives on by design.
+    left = [
+        " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE
+    ]  # fmt: skip
+    assert [c for c in left if "resource_tracker" not in c] == []
+
+
+def _fill_and_free(dask_worker: Worker, fraction: float) -> int:
+    """Allocates and frees what takes the process to ``fraction`` of its memory limit."""
+    import numpy as np
+
+    rss = psutil.Process().memory_info().rss
+    size = int(fraction * dask_worker.memory_manager.memory_limit) - rss
+    block = np.ones(size // 8)
+    del block
+    return size
+
+
+def _status(client: Client) -> str:
+    (status,) = client.run(lambda dask_worker: dask_worker.status.name).values()
+    return str(status)
+
+
+def _wait_for_status(client: Client, status: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _status(client) == status:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(_malloc_trim() is None, reason="needs glibc's malloc_trim")
+def test_a_worker_paused_by_retained_memory_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+    from distributed import Client, LocalCluster, get_worker
+
+    for key in WORKER_MALLOC:
+        monkeypatch.delenv(key, raising=False)
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, memory_limit="1000MiB", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        # Between Dask's pause (80 %) and terminate (95 %) thresholds. The malloc settings
+        # keep the freed block in the process, so the worker pauses after its task and,
+        # left alone, stays paused: no task would ever run on it again.
+        filled = client.submit(lambda: _fill_and_free(get_worker(), 0.875), pure=False)
+        assert filled.result(timeout=60) > 0
+        assert _wait_for_status(client, "paused", 10)
+        time.sleep(2)
+        assert _status(client) == "paused"
+        # What every build registers hands the retained memory back, and the worker resumes.
+        prepare_workers(client)
+        assert _wait_for_status(client, "running", 30)
+        assert client.submit(lambda: 42, pure=False).result(timeout=30) == 42
+        rss = client.run(lambda: psutil.Process().memory_info().rss)
+        assert all(r < 0.7 * 1000 * 2**20 for r in rss.values())

@@ -1,0 +1,51 @@
+"""Collection thumbnails: large maps are averaged down to the picture's size before drawing."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lake.stac.thumbnails import DISPLAY_CELLS, cube_thumbnail, display_field
+
+
+def _field(ny: int, nx: int) -> xr.DataArray:
+    values = np.arange(ny * nx, dtype=np.float64).reshape(ny, nx)
+    coords = {"latitude": np.linspace(30.0, 60.0, ny), "longitude": np.linspace(-20.0, 40.0, nx)}
+    return xr.DataArray(values, dims=("latitude", "longitude"), coords=coords)
+
+
+def test_display_field_averages_blocks_and_skips_land() -> None:
+    field = _field(10, 7)
+    field[0, 0] = np.nan  # land in the first block, which keeps its sea values' mean
+    field[8:10, 3:6] = np.nan  # in the ragged edge, which is dropped
+    small = display_field(field, cells=3)
+    # ceil(10 / 3) = 4 rows and ceil(7 / 3) = 3 columns per block; ragged edges dropped.
+    assert small.shape == (2, 2)
+    first = field.values[0:4, 0:3]
+    assert small.values[0, 0] == np.nanmean(first)
+    assert np.isfinite(small.values).all()
+    assert small["latitude"].values[0] == field["latitude"].values[0:4].mean()
+    assert small["longitude"].values[1] == field["longitude"].values[3:6].mean()
+    land = _field(10, 7)
+    land[4:8, 3:6] = np.nan  # a whole block of land stays land
+    assert np.isnan(display_field(land, cells=3).values[1, 1])
+
+
+def test_display_field_leaves_small_maps_alone() -> None:
+    field = _field(DISPLAY_CELLS, 12)
+    assert display_field(field) is field
+    big = display_field(_field(2 * DISPLAY_CELLS + 1, 3 * DISPLAY_CELLS))
+    assert max(big.shape) <= DISPLAY_CELLS
+
+
+def test_cube_thumbnail_of_a_large_map_is_a_png() -> None:
+    import matplotlib.image
+
+    field = _field(1500, 2100).expand_dims(time=pd.to_datetime(["2024-05-01"]))
+    png = cube_thumbnail(xr.Dataset({"sst": field}))
+    assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert image.shape[0] > 100 and image.shape[1] > 100
