@@ -35,11 +35,14 @@ def test_build_and_append_on_s3(
         storage_options=options,
     )  # fmt: skip
     root = Root(spec.root, options)
-    assert build_cube(client, root, spec.datasets[0]).added == {"maps": 4, "timeseries": 4}
+    first = build_cube(client, root, spec.datasets[0])
+    assert (first.added, first.files_scanned) == ({"maps": 4, "timeseries": 4}, 4)
     for f in files[4:]:
         fs.put_file(str(f), f"{bucket}/incoming/{f.name}")
     result = build_cube(client, root, spec.datasets[0])
     assert result.added == {"maps": 2, "timeseries": 2}
+    # The listing's ETags identify the published files: only the new ones are opened.
+    assert result.files_scanned == 2
     assert result.bytes_out > 0
 
     expected = decoded_source(*files)

@@ -14,7 +14,9 @@ from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, recover, wri
 from lake.cubeplan import layout_group, plan_cube
 from lake.errors import LakeError
 from lake.flows.cluster import worker_count
-from lake.sources.netcdf import expand_sources, scan_files
+from lake.sources import scans
+from lake.sources.netcdf import FileInfo, list_sources, scan_files
+from lake.sources.scans import Listed, ScanRecord, listed
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -31,6 +33,7 @@ Progress = Callable[[str, int, int], None]
 class CubeResult:
     dataset: str
     files_found: int = 0
+    files_scanned: int = 0  # opened for their time axis: new or changed since the last build
     files_read: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -116,27 +119,53 @@ def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps
     return write_block(target, region, feed, committed, ntime)
 
 
+@dataclass
+class Scanned:
+    """The source files of one build and what their scans found, in URL order."""
+
+    files: list[Listed]
+    infos: list[FileInfo]
+    record: ScanRecord
+    rescanned: int
+
+    def remember(self, root: Root, dataset_id: str) -> None:
+        """Record these scans for the next build (only if they differ from the record)."""
+        scans.write(root, dataset_id, self.record, self.files,
+                    {info.url: info for info in self.infos})  # fmt: skip
+
+
 def scan_and_plan(
     client: Client, root: Root, dataset: Dataset, progress: Progress = _quiet
-) -> tuple[CubePlan, list[Any]]:
-    """Scan the sources on the workers and plan what a build would write (writes nothing)."""
+) -> tuple[CubePlan, Scanned]:
+    """Scan the sources on the workers and plan what a build would write (writes nothing).
+
+    Files whose scan the dataset's record holds (same URL, size and version) are not
+    opened again: see :mod:`lake.sources.scans`.
+    """
     cube = dataset.cube
     assert cube is not None
-    urls = expand_sources(cube.patterns, cube.storage_options)
+    files = [listed(url, info) for url, info in
+             list_sources(cube.patterns, cube.storage_options).items()]  # fmt: skip
+    record = scans.read(root, dataset.id, cube.variables)
+    found, rescan = record.reuse(files)
     # A few batches per worker: thousands of one-file tasks would cost more to schedule
     # than to run.
     workers = worker_count(client)
-    size = max(1, min(64, len(urls) // (4 * workers)))
-    batches = [urls[i : i + size] for i in range(0, len(urls), size)]
-    scans = client.map(
+    size = max(1, min(64, len(rescan) // (4 * workers)))
+    batches = [[(f.url, f.size) for f in rescan[i : i + size]]
+               for i in range(0, len(rescan), size)]  # fmt: skip
+    futures = client.map(
         scan_files,
         batches,
         storage_options=cube.storage_options,
         variables=cube.variables,
         pure=False,
     )
-    infos = [i for batch in _gather(client, scans, f"{dataset.id}: scan", progress) for i in batch]
-    return plan_cube(root, dataset, infos), infos
+    for batch in _gather(client, futures, f"{dataset.id}: scan", progress):
+        found.update((info.url, info) for info in batch)
+    infos = [found[f.url] for f in files]
+    scanned = Scanned(files, infos, record, len(rescan))
+    return plan_cube(root, dataset, infos), scanned
 
 
 def dry_run_cube(client: Client, root: Root, dataset: Dataset) -> list[str]:
@@ -166,8 +195,9 @@ def build_cube(
     root.remove_partials(dataset.id)
     for layout in cube.layouts:
         recover(root, layout_group(dataset.id, layout))
-    plan, infos = scan_and_plan(client, root, dataset, progress)
+    plan, scanned = scan_and_plan(client, root, dataset, progress)
     result.files_found = plan.files_found
+    result.files_scanned = scanned.rescanned
     result.ntime = plan.ntime
     if not plan.empty:
         assert plan.index is not None
@@ -178,7 +208,10 @@ def build_cube(
             result.added[work.layout] = plan.ntime - work.published_ntime
         result.files_read = len(plan.index.files)
         read = set(plan.index.files)
-        result.bytes_in = sum(info.size for info in infos if info.url in read)
+        result.bytes_in = sum(info.size for info in scanned.infos if info.url in read)
+        # Only a build that published something writes: a rerun with no new input writes
+        # nothing at all, and its scans are recorded by the next append.
+        scanned.remember(root, dataset.id)
     result.bytes_out = _tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result

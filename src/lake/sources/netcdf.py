@@ -198,21 +198,38 @@ def _unpack_float32_packing(ds: xr.Dataset) -> xr.Dataset:
 
 def expand_sources(patterns: Sequence[str], storage_options: Mapping[str, Any]) -> list[str]:
     """Expand globs and lists into a sorted list of unique file URLs."""
-    found: set[str] = set()
+    return list(list_sources(patterns, storage_options))
+
+
+def list_sources(
+    patterns: Sequence[str], storage_options: Mapping[str, Any]
+) -> dict[str, dict[str, Any] | None]:
+    """Each file URL the globs and lists name, sorted, with its listing (fsspec's info:
+    size, ETag or modification time; None for a named file that cannot be listed, whose
+    scan then says what is wrong)."""
+    found: dict[str, dict[str, Any] | None] = {}
     for pattern in patterns:
         fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
         fs.invalidate_cache()  # listings are cached per process; a rerun must see new files
-        paths = fs.glob(path) if fsspec.core.has_magic(path) else [path]
+        if fsspec.core.has_magic(path):
+            listing = fs.glob(path, detail=True)
+        else:
+            try:
+                listing = {path: fs.info(path)}
+            except Exception:
+                listing = {path: None}
         protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
-        for path in paths:
-            found.add(path if protocol in ("file", "local") else f"{protocol}://{path}")
+        for path, info in listing.items():
+            if info is not None and info.get("type") == "directory":
+                continue
+            found[path if protocol in ("file", "local") else f"{protocol}://{path}"] = info
     if not found:
         raise SourceError(
             ", ".join(redact(p) for p in patterns),
             "matches no file",
             "check the `netcdf` glob or paths in the spec",
         )
-    return sorted(found)
+    return dict(sorted(found.items()))
 
 
 def digest(values: np.ndarray) -> str:
@@ -274,8 +291,10 @@ def scan_file(
     url: str,
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
+    size: int | None = None,
 ) -> FileInfo:
-    """Open ``url`` and record its times, variable schema and static-variable digests."""
+    """Open ``url`` and record its times, variable schema and static-variable digests
+    (``size``: its size in bytes, if its listing already gave it)."""
     ds = open_netcdf(url, storage_options)
     shown = redact(url)
     try:
@@ -345,19 +364,19 @@ def scan_file(
             calendar=str(enc.get("calendar", "standard")),
             variables=schema,
             statics=statics,
-            size=_size_of(url, storage_options),
+            size=size if size is not None else _size_of(url, storage_options),
         )
     finally:
         ds.close()
 
 
 def scan_files(
-    urls: Sequence[str],
+    files: Sequence[tuple[str, int | None]],
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
 ) -> list[FileInfo]:
-    """:func:`scan_file` over several files (one task for many small ones)."""
-    return [scan_file(url, storage_options, variables) for url in urls]
+    """:func:`scan_file` over several ``(url, size)`` (one task for many small files)."""
+    return [scan_file(url, storage_options, variables, size) for url, size in files]
 
 
 def _read_direct(path: str, schema: VariableSchema, sel: Mapping[str, slice]) -> np.ndarray:

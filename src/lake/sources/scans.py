@@ -1,0 +1,198 @@
+"""What the scans of a cube's source files found, kept so that a build rescans only files
+that are new or have changed.
+
+Scanning opens every source file for its time axis, variable schema and grid digests:
+5 ms a file on local disk, a few round trips each on object storage. A daily product
+with ten years of files would rescan 3,650 files to append one day. Instead each build
+records its scans in ``<dataset>/.source-scans.jsonl.gz``, gzipped JSON Lines::
+
+    {"format": "lake-source-scans/1", "variables": null}
+    {"key": "<sha256 of url, size and version>", "info": {...what the scan found}}
+
+A file's listing (one LIST, not one request per file) gives its size and a version: the
+ETag on object storage, the modification time on local disk. A file whose URL, size and
+version match an entry is not opened again; any other file is. The URL is hashed, so
+credentials in it never reach the lake. A build that scans with another ``variables``
+selection, or a record in another format, ignores the record and rescans; so does a
+record that cannot be read (it is a cache: nothing depends on it but speed). The record
+is replaced after a build that published new time steps, and only when its entries
+changed; a build that publishes nothing writes nothing, the record included.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from lake.sources.netcdf import FileInfo, VariableSchema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from lake.storage import Root
+
+log = logging.getLogger(__name__)
+
+SCANS = ".source-scans.jsonl.gz"
+FORMAT = "lake-source-scans/1"
+"""Change it whenever :func:`lake.sources.netcdf.scan_file` learns something new."""
+
+# Listing fields that change whenever an object's or a file's content does, best first.
+_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A source file as its listing shows it."""
+
+    url: str
+    size: int | None = None
+    version: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """What identifies this content; None when the listing gives no version."""
+        if self.size is None or self.version is None:
+            return None
+        text = f"{self.url}\n{self.size}\n{self.version}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def listed(url: str, info: Mapping[str, Any] | None) -> Listed:
+    """``url`` with the size and version of its listing ``info`` (an fsspec info dict)."""
+    if not info:
+        return Listed(url)
+    size = info.get("size")
+    version = next((info[k] for k in _VERSION_FIELDS if info.get(k) not in (None, "")), None)
+    return Listed(
+        url, int(size) if size is not None else None, None if version is None else str(version)
+    )
+
+
+@dataclass
+class ScanRecord:
+    """The scans a build may reuse, by :attr:`Listed.key`."""
+
+    variables: list[str] | None
+    infos: dict[str, FileInfo]
+
+    def reuse(self, files: Sequence[Listed]) -> tuple[dict[str, FileInfo], list[Listed]]:
+        """The scans to reuse, by URL, and the files to scan."""
+        reused: dict[str, FileInfo] = {}
+        rescan: list[Listed] = []
+        for file in files:
+            info = self.infos.get(file.key) if file.key else None
+            if info is None:
+                rescan.append(file)
+            else:
+                reused[file.url] = _with_url(info, file.url)
+        return reused, rescan
+
+
+def _with_url(info: FileInfo, url: str) -> FileInfo:
+    return FileInfo(url, info.times, info.time_units, info.calendar, info.variables,
+                    info.statics, info.size)  # fmt: skip
+
+
+def read(root: Root, dataset: str, variables: Sequence[str] | None) -> ScanRecord:
+    """The record of ``dataset``'s scans; empty if absent, unreadable or made otherwise."""
+    wanted = sorted(variables) if variables else None
+    empty = ScanRecord(wanted, {})
+    path = root.path(dataset, SCANS)
+    try:
+        lines = gzip.decompress(root.fs().cat_file(path)).splitlines()
+        header = orjson.loads(lines[0])
+        if header.get("format") != FORMAT or header.get("variables") != wanted:
+            return empty
+        infos = {}
+        for line in lines[1:]:
+            doc = orjson.loads(line)
+            infos[doc["key"]] = _info_from(doc["info"])
+    except FileNotFoundError:
+        return empty
+    except Exception as exc:  # a damaged cache costs a rescan, never a build
+        log.warning("%s/%s: unreadable (%s: %s); rescanning every source file",
+                    root.display, f"{dataset}/{SCANS}", type(exc).__name__, exc)  # fmt: skip
+        return empty
+    return ScanRecord(wanted, infos)
+
+
+def write(root: Root, dataset: str, record: ScanRecord, files: Iterable[Listed],
+          infos: Mapping[str, FileInfo]) -> bool:  # fmt: skip
+    """Record the scans of ``files`` (``infos`` by URL) unless the record already holds
+    exactly these; True if it was written."""
+    entries = {f.key: infos[f.url] for f in files if f.key and f.url in infos}
+    if entries.keys() == record.infos.keys():
+        return False
+    lines = [orjson.dumps({"format": FORMAT, "variables": record.variables})]
+    lines += [orjson.dumps({"key": key, "info": _info_doc(info)})
+              for key, info in sorted(entries.items())]  # fmt: skip
+    root.put(root.path(dataset, SCANS), gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
+    return True
+
+
+def _info_doc(info: FileInfo) -> dict[str, Any]:
+    return {
+        "times": _times_doc(info.times),
+        "time_units": info.time_units,
+        "calendar": info.calendar,
+        "variables": {name: _schema_doc(v) for name, v in info.variables.items()},
+        "statics": info.statics,
+        "size": info.size,
+    }
+
+
+def _info_from(doc: dict[str, Any]) -> FileInfo:
+    return FileInfo(
+        url="",
+        times=_times_from(doc["times"]),
+        time_units=doc["time_units"],
+        calendar=doc["calendar"],
+        variables={name: _schema_from(v) for name, v in doc["variables"].items()},
+        statics=doc["statics"],
+        size=doc["size"],
+    )
+
+
+def _schema_doc(v: VariableSchema) -> list[Any]:
+    packing = [list(p) for p in v.packing]
+    return [list(v.dims), list(v.shape), v.dtype, packing, v.source_name, v.direct]
+
+
+def _schema_from(doc: list[Any]) -> VariableSchema:
+    dims, shape, dtype, packing, source_name, direct = doc
+    packed = tuple((k, v) for k, v in packing)
+    return VariableSchema(tuple(dims), tuple(shape), dtype, packed, source_name, direct)
+
+
+def _times_doc(times: np.ndarray) -> dict[str, Any]:
+    """Times exactly: integers in their own datetime64 unit, or each cftime date's fields."""
+    if times.dtype.kind == "M":
+        unit = np.datetime_data(times.dtype)[0]
+        return {"datetime64": unit, "values": times.astype(np.int64).tolist()}
+    first = times[0] if len(times) else None
+    fields = [[t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond] for t in times]
+    return {
+        "cftime": fields,
+        "calendar": getattr(first, "calendar", "standard"),
+        "has_year_zero": bool(getattr(first, "has_year_zero", False)),
+    }
+
+
+def _times_from(doc: dict[str, Any]) -> np.ndarray:
+    if "datetime64" in doc:
+        return np.asarray(doc["values"], dtype=np.int64).astype(f"datetime64[{doc['datetime64']}]")
+    import cftime
+
+    calendar, year_zero = doc["calendar"], doc["has_year_zero"]
+    dates = [cftime.datetime(*fields, calendar=calendar, has_year_zero=year_zero)
+             for fields in doc["cftime"]]  # fmt: skip
+    out = np.empty(len(dates), dtype=object)
+    out[:] = dates
+    return out
