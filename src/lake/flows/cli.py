@@ -226,7 +226,7 @@ def validate(
 def _cube_row(r: CubeResult) -> list[str]:
     added = ", ".join(f"{k} +{v}" for k, v in r.added.items()) or "up to date"
     return [
-        r.dataset, f"{r.files_read} of {r.files_found} files ({r.files_scanned} scanned)",
+        r.dataset, f"{r.files_read} of {r.files_found} files\n{r.files_scanned} scanned",
         _size(r.bytes_in),
         _size(r.bytes_out), f"{r.ntime} time steps", added, f"{r.seconds:.1f}",
     ]  # fmt: skip
