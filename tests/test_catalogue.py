@@ -203,6 +203,7 @@ def test_update_rewrites_only_changed_items(
     items = lake / "occ" / "items"
     before = {p.name: p.stat().st_mtime_ns for p in items.iterdir()}
     collection_before = (lake / "occ" / "collection.json").read_text()
+    thumbnails = {d: (lake / d / "thumbnail.png").read_bytes() for d in ("sst", "occ")}
     execute(pg_dsn, "INSERT INTO occ (id, eventdate, lon, lat) VALUES (5000, '2023-01-01', 1, 1)")
     code, output = _run(client, "build", str(_spec(tmp_path)))
     assert code == 0, output
@@ -213,6 +214,9 @@ def test_update_rewrites_only_changed_items(
     collection = json.loads((lake / "occ" / "collection.json").read_text())
     assert collection["extent"]["temporal"]["interval"][0][1].startswith("2023-01-01")
     assert collection != json.loads(collection_before)
+    # The table's density map shows the new row; the cube's map is the same picture.
+    assert (lake / "occ" / "thumbnail.png").read_bytes() != thumbnails["occ"]
+    assert (lake / "sst" / "thumbnail.png").read_bytes() == thumbnails["sst"]
 
 
 @pytest.mark.parametrize(
@@ -324,6 +328,23 @@ def test_ls_lists_datasets(lake: Path, client: Client) -> None:
     assert "2019-12-31 .. 2022-03-09" in output
     code, output = _run(client, "ls", str(lake / "nothing"))
     assert code == 4 and "catalog.json: does not exist" in output
+
+
+def test_rerun_with_nothing_new_writes_nothing(lake: Path, tmp_path: Path, client: Client) -> None:
+    # Not the data, not the catalogue: the same documents and thumbnails are not rewritten.
+    before = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+    code, output = _run(client, "build", str(_spec(tmp_path)))
+    assert code == 0, output
+    assert "(0 written, 0 removed)" in output
+    after = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+    assert after == before
+    # A new title changes the catalogue's root document, and only that.
+    code, output = _run(client, "build", str(_spec(tmp_path, title="Another title")))
+    assert code == 0, output
+    again = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+    changed = sorted(str(p.relative_to(lake)) for p in again if again[p] != before.get(p))
+    assert changed == [".stac-documents.json", "catalog.json"]
+    assert json.loads((lake / "catalog.json").read_text())["title"] == "Another title"
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(

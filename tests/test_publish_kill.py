@@ -80,8 +80,15 @@ LOCAL_RECOVER = (0, 2, 7, 11)
 S3_RECOVER = (1, 5, 8)
 
 
-def _update_sources(tmp: Path, dsn: str) -> None:
+def _update_sources(tmp: Path, dsn: str, spec: Path) -> None:
+    """New days, changed rows, and a new title for the catalogue (so that v2 rewrites
+    catalog.json too: a catalogue that would not change is not written)."""
+    import yaml
+
     from lake.samples import write_daily_product
+
+    document = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**document, "title": "Marine lake, second edition"}))
 
     write_daily_product(tmp / "src", start="2024-01-06", days=3, ny=30, nx=40)
     execute(
@@ -192,7 +199,7 @@ def test_killed_builds_on_local_disk(pg_dsn: str, tmp_path: Path) -> None:
     root = Root(str(lake))
     assert _build(spec, env) == 0
     v1 = _views(root)
-    _update_sources(tmp_path, pg_dsn)
+    _update_sources(tmp_path, pg_dsn, spec)
     shutil.copytree(lake, tmp_path / "v1")
 
     counter, log = tmp_path / "counter", tmp_path / "changes"
@@ -229,7 +236,7 @@ def test_killed_builds_on_s3(pg_dsn: str, tmp_path: Path, s3_endpoint: str, buck
         root = Root(f"s3://{bucket}/lake", {"endpoint_url": s3_endpoint})
         assert _build(spec, env) == 0
         v1 = _views(root)
-        _update_sources(tmp_path, pg_dsn)
+        _update_sources(tmp_path, pg_dsn, spec)
         fs.copy(f"{bucket}/lake", f"{bucket}/v1", recursive=True)
 
         proxy.reset()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lake.stac.thumbnails import DISPLAY_CELLS, cube_thumbnail, display_field
+from lake.stac.thumbnails import DISPLAY_CELLS, cube_thumbnail, display_field, published_key
+from lake.storage import Root
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _field(ny: int, nx: int) -> xr.DataArray:
@@ -45,7 +50,39 @@ def test_cube_thumbnail_of_a_large_map_is_a_png() -> None:
     import matplotlib.image
 
     field = _field(1500, 2100).expand_dims(time=pd.to_datetime(["2024-05-01"]))
-    png = cube_thumbnail(xr.Dataset({"sst": field}))
-    assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n"
+    picture = cube_thumbnail(xr.Dataset({"sst": field}))
+    assert picture is not None
+    png = picture.png()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
     assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def _key(field: xr.DataArray) -> str:
+    picture = cube_thumbnail(xr.Dataset({"sst": field}))
+    assert picture is not None
+    return picture.key
+
+
+def test_thumbnail_key_follows_what_is_shown(tmp_path: Path) -> None:
+    field = _field(40, 60).expand_dims(time=pd.to_datetime(["2024-05-01"]))
+    field.attrs["units"] = "degC"
+    picture = cube_thumbnail(xr.Dataset({"sst": field}))
+    assert picture is not None
+    # The same picture has the same key; other values, units or day another one.
+    assert _key(field.copy()) == picture.key
+    changed = [
+        field.where(field.latitude > field.latitude[3]),
+        field.assign_attrs(units="K"),
+        field.assign_coords(time=pd.to_datetime(["2024-05-02"])),
+    ]
+    for other in changed:
+        assert _key(other) != picture.key
+    # The key travels in the PNG, where the next build reads it.
+    root = Root(str(tmp_path))
+    path = root.path("thumbnail.png")
+    assert published_key(root, path) is None
+    root.put(path, picture.png())
+    assert published_key(root, path) == picture.key
+    root.put(path, b"not a png")
+    assert published_key(root, path) is None

@@ -37,6 +37,7 @@ import orjson
 
 from lake import digests
 from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description, describe
+from lake.stac.thumbnails import published_key
 
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
@@ -171,11 +172,22 @@ def _read_json(root: Root, *parts: str) -> Any:
         return None
 
 
-def _accept_document(root: Root, path: str, digest: str) -> None:
-    """Record that ``path`` may now hold ``digest`` too, before it is overwritten."""
+def _accept_document(root: Root, path: str, digest: str, size: int) -> bool:
+    """Record that ``path`` may now hold ``digest`` too, before it is overwritten; False
+    (nothing recorded, nothing to write) when it already holds exactly that document."""
     recorded: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    if recorded.get(path) == digest and _size(root, path) == size:
+        return False
     recorded[path] = digests.accepted(recorded.get(path), digest)
     root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
+    return True
+
+
+def _size(root: Root, path: str) -> int | None:
+    try:
+        return int(root.fs().size(root.path(path)))
+    except FileNotFoundError:
+        return None
 
 
 class _Spool:
@@ -311,16 +323,17 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             has_mirror = _write_mirror(root, dataset.id, spool, tmp)
         else:  # the same items as the published mirror holds
             has_mirror = True
-        png = d.thumbnail() if d.thumbnail else None
-        if png:
-            root.put(root.path(dataset.id, "thumbnail.png"), png)
+        picture = d.thumbnail() if d.thumbnail else None
+        thumbnail = root.path(dataset.id, "thumbnail.png")
+        if picture is not None and published_key(root, thumbnail) != picture.key:
+            root.put(thumbnail, picture.png())
         if spool.writes or spool.removals or stale:
             # Items to remove keep their digests until the collection no longer links them.
             # Every item document is now written from this manifest version.
             entries = _merge(spool.entries("new"), spool.entries("removing"))
             digests.write(root, dataset.id, entries, d.version)
         path = f"{dataset.id}/collection.json"
-        collection = _collection(spec, dataset, d, png is not None, has_mirror)
+        collection = _collection(spec, dataset, d, picture is not None, has_mirror)
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
         result.documents[path] = digest
         result.collections += 1
@@ -342,8 +355,8 @@ def _write_collection_document(root: Root, path: str, collection: dict[str, Any]
         for chunk in _collection_chunks(head, tail, items):
             digest.update(chunk)
             out.write(chunk)
-    _accept_document(root, path, digest.hexdigest())
-    root.put_file(local, root.path(path))
+    if _accept_document(root, path, digest.hexdigest(), os.path.getsize(local)):
+        root.put_file(local, root.path(path))
     return digest.hexdigest()
 
 
@@ -472,12 +485,12 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
     }
     data = _dumps(catalog, indent=1)
     digest = hashlib.sha256(data).hexdigest()
-    _accept_document(root, "catalog.json", digest)
-    root.put(root.path("catalog.json"), data)
+    if _accept_document(root, "catalog.json", digest, len(data)):
+        root.put(root.path("catalog.json"), data)
     # Digests of the catalogue's own documents, for `lake verify` (items have theirs in
     # each collection's digest file); now only the written versions are accepted.
-    recorded: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
-    recorded.update(result.documents)
-    recorded["catalog.json"] = digest
-    root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
+    before: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    recorded = {**before, **result.documents, "catalog.json": digest}
+    if recorded != before:  # a rerun with nothing new writes nothing
+        root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
     return result

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from lake.spec import Dataset
+    from lake.stac.thumbnails import Picture
     from lake.storage import Root
     from lake.table import FileInfo
 
@@ -57,7 +58,7 @@ class Description:
     items: Any = None
     """A callable returning an iterator of item dicts (without links)."""
     thumbnail: Any = None
-    """A callable returning PNG bytes, or None."""
+    """A callable returning a :class:`lake.stac.thumbnails.Picture`, or None."""
     version: str | None = None
     """The version of the table manifest described (None for cubes and older manifests)."""
 
@@ -261,7 +262,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             "collection": dataset.id,
         }
 
-    def thumbnail() -> bytes | None:
+    def thumbnail() -> Picture | None:
         from lake.stac.thumbnails import cube_thumbnail
 
         return cube_thumbnail(opened.get("maps", first))
@@ -448,7 +449,7 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
         for key, group in itertools.groupby(files(), key=lambda f: f.key):
             yield item(key, list(group))
 
-    def thumbnail() -> bytes | None:
+    def thumbnail() -> Picture | None:
         from lake.stac.thumbnails import table_thumbnail
 
         step = max(1, -(-len(overview.sample) // SAMPLE_FILES))

@@ -1,8 +1,19 @@
-"""Collection thumbnails: a cube's last time step with a colour bar; a table's point density."""
+"""Collection thumbnails: a cube's last time step with a colour bar; a table's point density.
+
+Each thumbnail is a :class:`Picture`: the sha256 of what it shows (values, coordinates,
+labels), and a function that draws it. The key is stored in the PNG itself (a text chunk),
+so a build whose collection would show the same picture neither draws nor writes it: a
+rerun with no new input leaves the file untouched, and skips drawing (a quarter of a
+second, more with the plotting library's import).
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +23,48 @@ if TYPE_CHECKING:
 
     from lake.storage import Root
     from lake.table import FileInfo
+
+KEY = "lake-thumbnail"
+"""The PNG text chunk holding a thumbnail's :attr:`Picture.key`."""
+STYLE = "1"
+"""Part of every key: change it when the drawing changes, so thumbnails are redrawn."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A thumbnail to be: what identifies its content, and how to draw it."""
+
+    key: str
+    draw: Callable[[], bytes]
+
+    def png(self) -> bytes:
+        """The PNG, with :attr:`key` in its text chunk :data:`KEY`."""
+        return self.draw()
+
+
+def _key(*parts: Any) -> str:
+    digest = hashlib.sha256(STYLE.encode())
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def published_key(root: Root, path: str) -> str | None:
+    """The key of the thumbnail at ``path``, or None (absent, unreadable, or older)."""
+    from PIL import Image
+
+    try:
+        data = root.fs().cat_file(path)
+        with Image.open(io.BytesIO(data)) as image:
+            text = getattr(image, "text", {})
+            return str(text[KEY]) if KEY in text else None
+    except Exception:  # absent or unreadable: drawn again
+        return None
 
 
 def _figure() -> Any:
@@ -23,11 +76,11 @@ def _figure() -> Any:
     return plt.subplots(figsize=(4, 3), dpi=80)
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, key: str) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+    fig.savefig(buffer, format="png", bbox_inches="tight", metadata={KEY: key})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -49,7 +102,26 @@ def display_field(field: xr.DataArray, cells: int = DISPLAY_CELLS) -> xr.DataArr
     return field.coarsen(factors, boundary="trim").mean(keep_attrs=True)
 
 
-def cube_thumbnail(ds: xr.Dataset) -> bytes | None:
+def _draw_map(key: str, lon: Any, lat: Any, values: Any, title: str, units: str) -> bytes:
+    fig, ax = _figure()
+    mesh = ax.pcolormesh(lon, lat, values, shading="auto", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label=units)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    return _png(fig, key)
+
+
+def _draw_series(key: str, times: Any, series: Any, label: str, title: str) -> bytes:
+    fig, ax = _figure()
+    ax.plot(times, series, linewidth=0.6)
+    ax.set_ylabel(label)
+    ax.set_title(title, fontsize=9)
+    fig.autofmt_xdate()
+    return _png(fig, key)
+
+
+def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
     """A map of the last time step (first depth) of the first gridded variable."""
     for name, var in ds.data_vars.items():
         if {"time", "latitude", "longitude"} <= set(var.dims):
@@ -59,31 +131,27 @@ def cube_thumbnail(ds: xr.Dataset) -> bytes | None:
             values = np.asarray(field.values, dtype=np.float64)
             if not np.isfinite(values).any():
                 continue
-            fig, ax = _figure()
             lon, lat = field["longitude"].values, field["latitude"].values
-            mesh = ax.pcolormesh(lon, lat, values, shading="auto", cmap="viridis")
-            fig.colorbar(mesh, ax=ax, label=str(var.attrs.get("units", "")))
             last = ds["time"].values[-1]
             dated = np.issubdtype(ds["time"].dtype, np.datetime64)
             when = np.datetime_as_string(last, unit="D") if dated else str(last)
-            ax.set_title(f"{name}, {when}", fontsize=9)
-            ax.set_xlabel("longitude")
-            ax.set_ylabel("latitude")
-            return _png(fig)
+            title, units = f"{name}, {when}", str(var.attrs.get("units", ""))
+            key = _key("map", values, lon, lat, title, units)
+            return Picture(key, functools.partial(_draw_map, key, lon, lat, values, title, units))
     for name, var in ds.data_vars.items():
         # A station: the series of the first variable at its first depth.
         if "time" in var.dims and var.dtype.kind == "f" and not str(name).endswith("_QC"):
-            series = var.isel({d: 0 for d in var.dims if d != "time"})
-            fig, ax = _figure()
-            ax.plot(ds["time"].values, np.asarray(series.values), linewidth=0.6)
-            ax.set_ylabel(f"{name} ({var.attrs.get('units', '')})")
-            ax.set_title(f"{name}", fontsize=9)
-            fig.autofmt_xdate()
-            return _png(fig)
+            series = np.asarray(var.isel({d: 0 for d in var.dims if d != "time"}).values)
+            times = ds["time"].values
+            label = f"{name} ({var.attrs.get('units', '')})"
+            key = _key("series", times, series, label, str(name))
+            draw = functools.partial(_draw_series, key, times, series, label, str(name))
+            return Picture(key, draw)
     return None
 
 
-def table_thumbnail(root: Root, dataset: str, files: list[FileInfo], rows: int) -> bytes | None:
+def table_thumbnail(root: Root, dataset: str, files: list[FileInfo], rows: int
+                    ) -> Picture | None:  # fmt: skip
     """A point-density map from the bbox centres of ``files`` (a spread of the table's
     files with a bbox)."""
     import pyarrow.parquet as pq
@@ -103,10 +171,16 @@ def table_thumbnail(root: Root, dataset: str, files: list[FileInfo], rows: int) 
     x, y = np.concatenate(xs), np.concatenate(ys)
     if not len(x):
         return None
-    fig, ax = _figure()
     counts, xedges, yedges = np.histogram2d(x, y, bins=(120, 90))
-    shown = np.ma.masked_equal(counts.T, 0)
-    mesh = ax.pcolormesh(xedges, yedges, np.ma.log10(shown), cmap="magma_r")
-    fig.colorbar(mesh, ax=ax, label="log10 rows per cell")
-    ax.set_title(f"{dataset}: {rows:,} rows", fontsize=9)
-    return _png(fig)
+    title = f"{dataset}: {rows:,} rows"
+    key = _key("density", counts, xedges, yedges, title)
+
+    def draw() -> bytes:
+        fig, ax = _figure()
+        shown = np.ma.masked_equal(counts.T, 0)
+        mesh = ax.pcolormesh(xedges, yedges, np.ma.log10(shown), cmap="magma_r")
+        fig.colorbar(mesh, ax=ax, label="log10 rows per cell")
+        ax.set_title(title, fontsize=9)
+        return _png(fig, key)
+
+    return Picture(key, draw)
