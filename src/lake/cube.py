@@ -26,7 +26,6 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
@@ -213,6 +212,9 @@ def build_template(
     metadata lands. With a fixed grid the rewritten last chunk holds the published values
     unchanged.
     """
+    # Here, not at the top: workers import this module but never need dask.array (0.3 s).
+    import dask.array
+
     dynamic = [str(n) for n, v in first.variables.items() if "time" in v.dims and n != "time"]
     base = first.drop_vars(dynamic)
     time_attrs = {k: v for k, v in first["time"].attrs.items() if k not in PACKING_ATTRS}
@@ -237,7 +239,7 @@ def build_template(
         plan: ChunkPlan = plan_chunks(schema.dims, shape, max(dtype.itemsize, 1), layout, chunking)  # type: ignore[arg-type]
         if dtype.kind == "T":
             plan = ChunkPlan(plan.chunks, plan.chunks)  # variable-length strings: no sharding
-        placeholder = da.empty(shape, dtype=dtype, chunks=plan.shards)
+        placeholder = dask.array.empty(shape, dtype=dtype, chunks=plan.shards)
         var = xr.Variable(schema.dims, placeholder, dict(src.attrs))
         if name in first.coords:
             base = base.assign_coords({name: var})

@@ -256,6 +256,8 @@ def _preload(datasets: list[Dataset]) -> list[str]:
 
 def _import_flows() -> None:
     """The build's own heavy imports (xarray, zarr, pyarrow), while the cluster starts."""
+    import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
+
     import lake.flows.cubes
     import lake.flows.tables
     import lake.stac.catalog  # noqa: F401
