@@ -12,7 +12,7 @@ import pytest
 from lake.errors import SourceError
 from lake.samples import write_daily_product
 from lake.sources.index import index_sources
-from lake.sources.netcdf import expand_sources, scan_file
+from lake.sources.netcdf import list_sources, scan_file
 from lake.timeaxis import choose_time_units, encode_times
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def test_variables_must_match(tmp_path: Path) -> None:
 
 def test_unmatched_glob(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="matches no file"):
-        expand_sources([str(tmp_path / "*.nc")], {})
+        list_sources([str(tmp_path / "*.nc")], {})
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_cube_thumbnail_of_a_large_map_is_a_png() -> None:
     field = _field(1500, 2100).expand_dims(time=pd.to_datetime(["2024-05-01"]))
     picture = cube_thumbnail(xr.Dataset({"sst": field}))
     assert picture is not None
-    png = picture.png()
+    png = picture.draw()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
     assert image.shape[0] > 100 and image.shape[1] > 100
@@ -82,7 +82,7 @@ def test_thumbnail_key_follows_what_is_shown(tmp_path: Path) -> None:
     root = Root(str(tmp_path))
     path = root.path("thumbnail.png")
     assert published_key(root, path) is None
-    root.put(path, picture.png())
+    root.put(path, picture.draw())
     assert published_key(root, path) == picture.key
     root.put(path, b"not a png")
     assert published_key(root, path) is None

@@ -196,11 +196,6 @@ def _unpack_float32_packing(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def expand_sources(patterns: Sequence[str], storage_options: Mapping[str, Any]) -> list[str]:
-    """Expand globs and lists into a sorted list of unique file URLs."""
-    return list(list_sources(patterns, storage_options))
-
-
 def list_sources(
     patterns: Sequence[str], storage_options: Mapping[str, Any]
 ) -> dict[str, dict[str, Any] | None]:

@@ -326,7 +326,7 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
         picture = d.thumbnail() if d.thumbnail else None
         thumbnail = root.path(dataset.id, "thumbnail.png")
         if picture is not None and published_key(root, thumbnail) != picture.key:
-            root.put(thumbnail, picture.png())
+            root.put(thumbnail, picture.draw())
         if spool.writes or spool.removals or stale:
             # Items to remove keep their digests until the collection no longer links them.
             # Every item document is now written from this manifest version.

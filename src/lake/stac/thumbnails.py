@@ -36,18 +36,17 @@ class Picture:
 
     key: str
     draw: Callable[[], bytes]
-
-    def png(self) -> bytes:
-        """The PNG, with :attr:`key` in its text chunk :data:`KEY`."""
-        return self.draw()
+    """Draws the PNG, with :attr:`key` in its text chunk :data:`KEY`."""
 
 
 def _key(*parts: Any) -> str:
     digest = hashlib.sha256(STYLE.encode())
     for part in parts:
-        if isinstance(part, np.ndarray):
+        if isinstance(part, np.ndarray) and part.dtype.kind != "O":
             digest.update(f"{part.dtype}{part.shape}".encode())
             digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, np.ndarray):  # cftime dates: by value, not by address
+            digest.update(repr(part.tolist()).encode())
         else:
             digest.update(repr(part).encode())
         digest.update(b"\0")
