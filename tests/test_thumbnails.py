@@ -86,3 +86,15 @@ def test_thumbnail_key_follows_what_is_shown(tmp_path: Path) -> None:
     assert published_key(root, path) == picture.key
     root.put(path, b"not a png")
     assert published_key(root, path) is None
+
+
+def test_series_key_of_model_calendar_dates_is_by_value() -> None:
+    def station() -> xr.Dataset:
+        times = xr.date_range("2001-01-01", periods=5, freq="D", calendar="noleap",
+                              use_cftime=True)  # fmt: skip
+        temp = xr.DataArray(np.arange(5.0), dims="time", coords={"time": times})
+        return xr.Dataset({"TEMP": temp})
+
+    first, second = cube_thumbnail(station()), cube_thumbnail(station())
+    assert first is not None and second is not None
+    assert first.key == second.key
