@@ -21,10 +21,10 @@ changed; a build that publishes nothing writes nothing, the record included.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +47,7 @@ FORMAT = "lake-source-scans/1"
 _VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Listed:
     """A source file as its listing shows it."""
 
@@ -75,7 +75,7 @@ def listed(url: str, info: Mapping[str, Any] | None) -> Listed:
     )
 
 
-@dataclass
+@dataclasses.dataclass
 class ScanRecord:
     """The scans a build may reuse, by :attr:`Listed.key`."""
 
@@ -91,13 +91,8 @@ class ScanRecord:
             if info is None:
                 rescan.append(file)
             else:
-                reused[file.url] = _with_url(info, file.url)
+                reused[file.url] = dataclasses.replace(info, url=file.url)
         return reused, rescan
-
-
-def _with_url(info: FileInfo, url: str) -> FileInfo:
-    return FileInfo(url, info.times, info.time_units, info.calendar, info.variables,
-                    info.statics, info.size)  # fmt: skip
 
 
 def read(root: Root, dataset: str, variables: Sequence[str] | None) -> ScanRecord:
