@@ -46,6 +46,19 @@ def client() -> Iterator[Client]:
         yield c
 
 
+@pytest.fixture
+def build_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment `lake build` starts from: no malloc variable of its own.
+
+    Variables already in the environment win over a build's worker settings (Dask's
+    rule), and every Dask nanny writes its own into this process's environment.
+    """
+    from lake.flows.cluster import WORKER_MALLOC
+
+    for key in WORKER_MALLOC:
+        monkeypatch.delenv(key, raising=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,8 +13,8 @@ import pytest
 
 from lake.flows.cluster import (
     WORKER_MALLOC,
+    _local_cluster,
     _malloc_trim,
-    _worker_environ,
     dask_client,
     prepare_workers,
 )
@@ -32,14 +32,8 @@ def _worker_state(modules: list[str]) -> dict[str, object]:
     }
 
 
-def test_local_cluster_runs_meanwhile_and_preloads_workers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Variables already in the environment win over the settings (Dask's rule), and every
-    # Dask nanny in this process writes its own into it: start from an environment
-    # without them, as `lake build` does.
-    for key in WORKER_MALLOC:
-        monkeypatch.delenv(key, raising=False)
+@pytest.mark.usefixtures("build_environment")
+def test_local_cluster_runs_meanwhile_and_preloads_workers() -> None:
     ran: list[str] = []
     with dask_client(
         workers=2, preload=["lake.flows.cubes"], meanwhile=lambda: ran.append("x")
@@ -98,19 +92,11 @@ def _wait_for_status(client: Client, status: str, seconds: float) -> bool:
 
 
 @pytest.mark.skipif(_malloc_trim() is None, reason="needs glibc's malloc_trim")
-def test_a_worker_paused_by_retained_memory_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dask
-    from distributed import Client, LocalCluster, get_worker
+@pytest.mark.usefixtures("build_environment")
+def test_a_worker_paused_by_retained_memory_resumes() -> None:
+    from distributed import Client, get_worker
 
-    for key in WORKER_MALLOC:
-        monkeypatch.delenv(key, raising=False)
-    with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}),
-        LocalCluster(
-            n_workers=1, threads_per_worker=1, memory_limit="1000MiB", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_cluster(1, memory_limit=1000 * 2**20) as cluster, Client(cluster) as client:
         # Between Dask's pause (80 %) and terminate (95 %) thresholds. The malloc settings
         # keep the freed block in the process, so the worker pauses after its task and,
         # left alone, stays paused: no task would ever run on it again.

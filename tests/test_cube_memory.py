@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import spec_for
-from lake.flows.cluster import WORKER_MALLOC, _worker_environ, prepare_workers
+from lake.flows.cluster import WORKER_MALLOC, _local_cluster, prepare_workers
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root
@@ -20,12 +20,10 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 
-def test_timeseries_layout_larger_than_worker_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import dask
+@pytest.mark.usefixtures("build_environment")
+def test_timeseries_layout_larger_than_worker_memory(tmp_path: Path) -> None:
     import xarray as xr
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     # 150 daily maps of 1024 x 1440 float32: 885 MB uncompressed, more than the two
     # workers' 2 x 400 MiB together. A worker that passes its limit is restarted by its
@@ -34,18 +32,9 @@ def test_timeseries_layout_larger_than_worker_memory(
     chunking = {"shard_mb": 32, "timeseries_time": 128}
     spec = spec_for(str(tmp_path / "lake"), str(tmp_path / "src" / "*.nc"), tmp_path,
                     chunking=chunking)  # fmt: skip
-    # The workers run with the build's malloc settings, which keep freed buffers (up to
-    # 1 GiB) for the next block: memory must stay bounded with them too. Variables already
-    # in the environment would win over them (Dask's rule), so none are.
-    for key in WORKER_MALLOC:
-        monkeypatch.delenv(key, raising=False)
-    with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}),
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, memory_limit="400MiB", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    # The workers are a build's, with its malloc settings, which keep freed buffers (up to
+    # 1 GiB) for the next block: memory must stay bounded with them too.
+    with _local_cluster(2, memory_limit=400 * 2**20) as cluster, Client(cluster) as client:
         settings = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC})
         assert all(s == {k: str(v) for k, v in WORKER_MALLOC.items()} for s in settings.values())
         prepare_workers(client)  # as every build does

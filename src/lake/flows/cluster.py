@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import dask
 import psutil
-from distributed import WorkerPlugin
+from distributed import Client, LocalCluster, WorkerPlugin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from distributed import Client, LocalCluster, Worker
+    from distributed import Worker
 
 
 def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
@@ -139,10 +139,6 @@ def dask_client(
     than when their first task arrives. They get :data:`WORKER_MALLOC`, except variables
     the environment already sets (Dask's rule: the environment wins).
     """
-    # Imported here, before the cluster's thread starts, so that thread does not import
-    # distributed's modules while this one imports the caller's.
-    from distributed import Client, LocalCluster  # noqa: F401
-
     for name in ("distributed", "distributed.worker", "distributed.nanny", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if scheduler:
@@ -167,10 +163,14 @@ def dask_client(
         yield client
 
 
-def _local_cluster(workers: int | None, preload: list[str]) -> LocalCluster:
-    from distributed import LocalCluster  # already imported by dask_client
-
-    n, memory = local_cluster_size(workers)
+def _local_cluster(
+    workers: int | None, preload: Sequence[str] = (), memory_limit: int | None = None
+) -> LocalCluster:
+    """The local cluster of a build: ``workers`` processes (one per core by default) of
+    one thread, each with ``memory_limit`` bytes (an equal share of the machine's by
+    default), :data:`WORKER_MALLOC` and the ``preload`` modules."""
+    n, share = local_cluster_size(workers)
+    memory = memory_limit or share
     with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}):
         return LocalCluster(
             n_workers=n,
@@ -179,5 +179,5 @@ def _local_cluster(workers: int | None, preload: list[str]) -> LocalCluster:
             memory_limit=memory,
             dashboard_address=None,
             silence_logs=logging.ERROR,
-            preload=preload,
+            preload=list(preload),
         )
