@@ -3,6 +3,7 @@ the worker malloc settings, and closed when the work beside it fails."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import time
@@ -18,11 +19,13 @@ from lake.flows.cluster import (
     dask_client,
     prepare_workers,
 )
+from lake.flows.processes import start_worker_server
 
 if TYPE_CHECKING:
     from distributed import Client, Worker
 
 pytestmark = pytest.mark.distributed
+FORKS = "forkserver" in multiprocessing.get_all_start_methods()
 
 
 def _worker_state(modules: list[str]) -> dict[str, object]:
@@ -42,9 +45,30 @@ def test_local_cluster_runs_meanwhile_and_preloads_workers() -> None:
         states = client.run(_worker_state, ["lake.flows.cubes", "lake.flows.tables"])
     assert len(states) == 2
     for state in states.values():
-        # Imported as the worker started, before any task; the table flow was not asked for.
-        assert state["loaded"] == ["lake.flows.cubes"]
+        # Imported before any task: by the fork server once for all workers where there is
+        # one (both flows), else by each worker as it starts (the flows asked for).
+        expected = ["lake.flows.cubes", "lake.flows.tables"] if FORKS else ["lake.flows.cubes"]
+        assert state["loaded"] == expected
         assert state["env"] == {k: str(v) for k, v in WORKER_MALLOC.items()}
+
+
+def _origin() -> tuple[int, str | None]:
+    return os.getppid(), os.environ.get("LAKE_TEST_SET_LATER")
+
+
+@pytest.mark.skipif(not FORKS, reason="this platform has no fork server")
+@pytest.mark.usefixtures("build_environment")
+def test_workers_fork_from_the_server_with_the_current_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert start_worker_server()
+    # Set after the server started, as a notebook might set cloud credentials between builds.
+    monkeypatch.setenv("LAKE_TEST_SET_LATER", "yes")
+    with dask_client(workers=1) as client:
+        ((parent, seen),) = client.run(_origin).values()
+    assert parent != os.getpid()  # not spawned by this process's nanny
+    assert "forkserver" in " ".join(psutil.Process(parent).cmdline())
+    assert seen == "yes"
 
 
 def test_a_failure_beside_the_starting_cluster_closes_it() -> None:

@@ -126,6 +126,10 @@ def run_build(
     dry_run: bool = False,
 ) -> None:
     """Build every dataset of ``spec`` (or ``only`` one), then the catalogue; print a summary."""
+    if scheduler is None:
+        from lake.flows.processes import start_worker_server
+
+        start_worker_server()  # its imports and ours proceed side by side
     if dry_run:
         _dry_run(spec, only, scheduler, workers, full_refresh)
         return

@@ -12,6 +12,8 @@ import dask
 import psutil
 from distributed import Client, LocalCluster, WorkerPlugin
 
+from lake.flows.processes import WORKER_MALLOC, start_worker_server, worker_environ
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
@@ -24,33 +26,6 @@ def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
     n = workers or max(1, cpus or 1)
     memory = psutil.virtual_memory().total
     return n, int(memory * 0.8 / n)
-
-
-# glibc malloc settings for workers: buffers are reused, not handed back to the kernel and
-# faulted in again.
-# * Dask's default, MALLOC_TRIM_THRESHOLD_=65536, gives every freed buffer back to the
-#   kernel; with the many 1-4 MB chunk buffers of a cube build that cost 1.7x the CPU.
-# * A task's buffers (the block, its inner chunks copied out by the codecs, the encoded
-#   shard: about three shards, 750 MB at the default `shard_mb`) were mapped fresh for
-#   every block or handed back when it ended, and the kernel zeroed them page by page
-#   again: 2.0 million page faults in a 1.9 GB build, 0.35 million with these settings.
-#   Up to 1 GiB they stay on the heap for the next block.
-# * MALLOC_ARENA_MAX=1: codec threads allocate from that same heap, not from arenas of
-#   their own, whose large blocks are always fresh mappings.
-# Memory stays bounded by the largest working set: the heap is reused, not grown. The
-# retained part is handed back when a worker runs short (:class:`HeapTrim`).
-WORKER_MALLOC = {
-    "MALLOC_ARENA_MAX": 1,
-    "MALLOC_MMAP_THRESHOLD_": 2**30,
-    "MALLOC_TRIM_THRESHOLD_": 2**30,
-}
-
-
-def _worker_environ() -> dict[str, object]:
-    """Dask's worker environment (one BLAS thread, ...) with our malloc settings on top."""
-    import distributed  # noqa: F401  (registers distributed's configuration defaults)
-
-    return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
 
 
 class HeapTrim(WorkerPlugin):
@@ -135,9 +110,11 @@ def dask_client(
 
     A local cluster starts in a background thread while ``meanwhile`` (the caller's own
     imports) runs in this one: starting worker processes is mostly waiting for them, so
-    the two overlap. Its workers import the ``preload`` modules as they start, rather
-    than when their first task arrives. They get :data:`WORKER_MALLOC`, except variables
-    the environment already sets (Dask's rule: the environment wins).
+    the two overlap. Its workers are forked from a server that has imported the flows
+    (:func:`lake.flows.processes.start_worker_server`); where there is none, they are
+    spawned and import the ``preload`` modules as they start, rather than when their
+    first task arrives. They get :data:`WORKER_MALLOC`, except variables the environment
+    already sets (Dask's rule: the environment wins).
     """
     for name in ("distributed", "distributed.worker", "distributed.nanny", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -168,10 +145,17 @@ def _local_cluster(
 ) -> LocalCluster:
     """The local cluster of a build: ``workers`` processes (one per core by default) of
     one thread, each with ``memory_limit`` bytes (an equal share of the machine's by
-    default), :data:`WORKER_MALLOC` and the ``preload`` modules."""
+    default), :data:`WORKER_MALLOC` and the ``preload`` modules, forked from the worker
+    server where the platform has one."""
     n, share = local_cluster_size(workers)
     memory = memory_limit or share
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}):
+    settings: dict[str, object] = {"distributed.nanny.pre-spawn-environ": worker_environ()}
+    if start_worker_server():
+        settings["distributed.worker.multiprocessing-method"] = "forkserver"
+    # Forked workers inherit the fork server's environment, from when it started: they set
+    # this process's current one (cloud credentials set since, say) as they start.
+    current = {k: v for k, v in os.environ.items() if k not in WORKER_MALLOC}
+    with dask.config.set(settings):
         return LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -180,4 +164,5 @@ def _local_cluster(
             dashboard_address=None,
             silence_logs=logging.ERROR,
             preload=list(preload),
+            env=current,
         )
