@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import netCDF4
 import numpy as np
@@ -77,3 +77,41 @@ def test_time_units_are_exact_integers(
     assert units == expected
     encoded = encode_times(times, units, "standard")
     assert encoded is not None and encoded.dtype == np.int64
+
+
+@pytest.mark.parametrize(("packed", "fmt"), [
+    (False, "NETCDF4"),  # float32 with a fill value
+    (True, "NETCDF4"),  # int16 with scale_factor and add_offset, read as stored
+    (False, "NETCDF3_64BIT"),  # not HDF5: netCDF4 reads it
+])  # fmt: skip
+def test_blocks_hold_the_stored_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: bool, fmt: str
+) -> None:
+    import xarray as xr
+
+    from lake.sources import netcdf
+
+    made = write_daily_product(tmp_path / "made", days=3, ny=20, nx=30, depths=2, packed=packed)
+    files = []
+    for path in made:
+        files.append(tmp_path / path.name)
+        with xr.open_dataset(path, mask_and_scale=False) as ds:
+            ds.to_netcdf(files[-1], format=fmt)  # type: ignore[call-overload]
+    through_hdf5: list[bool] = []
+    read_hdf5 = netcdf._read_hdf5
+
+    def spy(*args: Any) -> bool:
+        through_hdf5.append(read_hdf5(*args))
+        return through_hdf5[-1]
+
+    monkeypatch.setattr(netcdf, "_read_hdf5", spy)
+    index = index_sources([scan_file(str(p)) for p in files])
+    assert index.variables["thetao"].direct
+    region = {"time": slice(1, 3), "depth": slice(1, 2), "latitude": slice(5, 15),
+              "longitude": slice(0, 30)}  # fmt: skip
+    block = netcdf.read_block(index, "thetao", region)
+    with xr.open_mfdataset(files, mask_and_scale=False) as ds:
+        expected = ds["thetao"].isel(region).values
+    assert block.dtype == expected.dtype
+    assert np.array_equal(block, expected, equal_nan=True)
+    assert through_hdf5 == [fmt == "NETCDF4"] * 2  # one file per time step

@@ -374,14 +374,51 @@ def scan_files(
     return [scan_file(url, storage_options, variables, size) for url, size in files]
 
 
-def _read_direct(path: str, schema: VariableSchema, sel: Mapping[str, slice]) -> np.ndarray:
-    """Raw values through netCDF4 alone: a third of the cost of opening with xarray."""
+def _read_direct(
+    path: str,
+    schema: VariableSchema,
+    sel: Mapping[str, slice],
+    out: np.ndarray,
+    dest: tuple[slice, ...],
+) -> None:
+    """Raw values of a local file straight into ``out[dest]``, without xarray: through
+    h5py for NetCDF-4 files, else through netCDF4 (NetCDF-3)."""
+    source = tuple(sel.get(d, slice(None)) for d in schema.dims)
+    if _read_hdf5(path, schema.source_name, source, out, dest):
+        return
     import netCDF4
 
     with netCDF4.Dataset(path) as nc:
         var = nc.variables[schema.source_name]
         var.set_auto_maskandscale(False)
-        return np.asarray(var[tuple(sel.get(d, slice(None)) for d in schema.dims)])
+        out[dest] = np.asarray(var[source])
+
+
+def _read_hdf5(
+    path: str, name: str, source: tuple[slice, ...], out: np.ndarray, dest: tuple[slice, ...]
+) -> bool:
+    """Read a NetCDF-4 variable (an HDF5 dataset) into ``out[dest]`` with h5py: HDF5
+    decodes its chunks into the block itself. With the workers' allocator settings that
+    takes 14 ms for a zlib-compressed 1024 x 1440 float32 map where netCDF4, whose array
+    is then copied into the block, takes 18 ms (measured). False if the file is not HDF5
+    or ``name`` is not a dataset of that shape: netCDF4 then reads it, or says why not.
+
+    (A time-dependent variable always has its own dataset: netCDF-4 renames a variable
+    only when it is named after a dimension it does not have, and xarray refuses such
+    files.)
+    """
+    import h5py
+
+    try:
+        file = h5py.File(path, "r")
+    except OSError:
+        return False
+    with file:
+        dataset = file.get(name)
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != len(source):
+            return False
+        dataset.read_direct(out, source, dest)
+    return True
 
 
 def read_block(
@@ -404,15 +441,22 @@ def read_block(
     for url, lo, hi, offset in index.locate(tslice.start, tslice.stop):
         sel = {d: region[d] for d in schema.dims if d != "time" and d in region}
         sel["time"] = slice(lo, hi)
+        dest = tuple(slice(offset, offset + hi - lo) if i == axis else slice(None)
+                     for i in range(len(shape)))  # fmt: skip
         try:
             if schema.direct and is_local(url):
-                values = _read_direct(url.removeprefix("file://"), schema, sel)
+                if out is None:
+                    out = np.empty(shape, dtype=np.dtype(schema.dtype))
+                _read_direct(url.removeprefix("file://"), schema, sel, out, dest)
             else:
                 ds = open_netcdf(url, storage_options)
                 try:
                     values = np.asarray(ds.variables[name].isel(sel).values)
                 finally:
                     ds.close()
+                if out is None:  # the first file's (decoded) dtype is the block's
+                    out = np.empty(shape, dtype=values.dtype)
+                out[dest] = values
         except SourceError:
             raise
         except Exception as exc:
@@ -422,11 +466,6 @@ def read_block(
                 f"({type(exc).__name__}: {redact(str(exc))})",
                 _NETCDF_FIX,
             ) from None
-        if out is None:  # the first file's (decoded) dtype is the block's
-            out = np.empty(shape, dtype=values.dtype)
-        target = [slice(None)] * len(shape)
-        target[axis] = slice(offset, offset + hi - lo)
-        out[tuple(target)] = values
         covered += hi - lo
     if out is None or covered != tslice.stop - tslice.start:
         raise SourceError(
