@@ -28,6 +28,18 @@ def shared_data() -> Path:
     return data
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_server() -> None:
+    """The fork server of local build workers, started once from the environment `lake
+    build` starts from, before any Dask nanny writes its own settings into this process's
+    environment (forked workers keep the server's for the whole session)."""
+    from lake.flows.processes import WORKER_ENVIRON, start_worker_server
+
+    ours = {key: os.environ.pop(key) for key in WORKER_ENVIRON if key in os.environ}
+    start_worker_server()
+    os.environ.update(ours)
+
+
 @pytest.fixture(scope="session")
 def client() -> Iterator[Client]:
     """A real dask.distributed cluster: a scheduler and two worker processes."""
@@ -48,14 +60,14 @@ def client() -> Iterator[Client]:
 
 @pytest.fixture
 def build_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment `lake build` starts from: no malloc variable of its own.
+    """The environment `lake build` starts from: no worker variable of its own.
 
     Variables already in the environment win over a build's worker settings (Dask's
     rule), and every Dask nanny writes its own into this process's environment.
     """
-    from lake.flows.cluster import WORKER_MALLOC
+    from lake.flows.cluster import WORKER_ENVIRON
 
-    for key in WORKER_MALLOC:
+    for key in WORKER_ENVIRON:
         monkeypatch.delenv(key, raising=False)
 
 

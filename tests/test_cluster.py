@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from lake.flows.cluster import (
-    WORKER_MALLOC,
+    WORKER_ENVIRON,
     _local_cluster,
     _malloc_trim,
     dask_client,
@@ -31,7 +31,7 @@ FORKS = "forkserver" in multiprocessing.get_all_start_methods()
 def _worker_state(modules: list[str]) -> dict[str, object]:
     return {
         "loaded": [m for m in modules if m in sys.modules],
-        "env": {k: os.environ.get(k) for k in WORKER_MALLOC},
+        "env": {k: os.environ.get(k) for k in WORKER_ENVIRON},
     }
 
 
@@ -49,7 +49,7 @@ def test_local_cluster_runs_meanwhile_and_preloads_workers() -> None:
         # one (both flows), else by each worker as it starts (the flows asked for).
         expected = ["lake.flows.cubes", "lake.flows.tables"] if FORKS else ["lake.flows.cubes"]
         assert state["loaded"] == expected
-        assert state["env"] == {k: str(v) for k, v in WORKER_MALLOC.items()}
+        assert state["env"] == {k: str(v) for k, v in WORKER_ENVIRON.items()}
 
 
 def _origin() -> tuple[int, str | None]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import spec_for
-from lake.flows.cluster import WORKER_MALLOC, _local_cluster, prepare_workers
+from lake.flows.cluster import WORKER_ENVIRON, _local_cluster, prepare_workers
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root
@@ -35,8 +35,8 @@ def test_timeseries_layout_larger_than_worker_memory(tmp_path: Path) -> None:
     # The workers are a build's, with its malloc settings, which keep freed buffers (up to
     # 1 GiB) for the next block: memory must stay bounded with them too.
     with _local_cluster(2, memory_limit=400 * 2**20) as cluster, Client(cluster) as client:
-        settings = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC})
-        assert all(s == {k: str(v) for k, v in WORKER_MALLOC.items()} for s in settings.values())
+        settings = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
+        assert all(s == {k: str(v) for k, v in WORKER_ENVIRON.items()} for s in settings.values())
         prepare_workers(client)  # as every build does
         result = build_cube(client, Root(spec.root), spec.datasets[0])
     assert result.added == {"maps": 150, "timeseries": 150}

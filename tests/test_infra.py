@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from lake.flows.cli import app
-from lake.flows.cluster import WORKER_MALLOC
+from lake.flows.cluster import WORKER_ENVIRON
 from lake.spec import parse_spec
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
@@ -35,7 +35,7 @@ def _check_build_args(args: list[str]) -> tuple[str, str]:
 def test_dockerfile_installs_the_command_and_worker_settings() -> None:
     text = (INFRA / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["lake"]' in text and "pip install --no-cache-dir ." in text
-    for key, value in WORKER_MALLOC.items():
+    for key, value in WORKER_ENVIRON.items():
         assert f"{key}={value}" in text
 
 
@@ -63,7 +63,7 @@ def test_compose_stack_agrees_with_the_spec_and_command_line() -> None:
     assert spec.root == "s3://lake"
     assert spec.storage_options["endpoint_url"] == "http://minio:9000"
     assert "local/lake" in " ".join(services["bucket"]["command"])
-    for key, value in WORKER_MALLOC.items():
+    for key, value in WORKER_ENVIRON.items():
         assert services["worker"]["environment"][key] == str(value)
 
 
@@ -95,7 +95,7 @@ def test_kubernetes_manifests_agree_with_the_command_line() -> None:
         if dataset.table is not None:
             assert f"--from-literal={dataset.table.postgres.dsn_env}=" in text
     env = {e["name"]: e["value"] for e in workers["env"]}
-    for k, value in WORKER_MALLOC.items():
+    for k, value in WORKER_ENVIRON.items():
         assert env[k] == str(value)
     threads = workers["command"][workers["command"].index("--nthreads") + 1]
     assert threads == "1"  # one thread per worker, as the local cluster runs them

@@ -18,7 +18,7 @@ from pgdata import cube_and_table_spec
 from typer.testing import CliRunner
 
 from lake.flows.cli import app
-from lake.flows.cluster import WORKER_MALLOC
+from lake.flows.cluster import WORKER_ENVIRON
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.distributed, pytest.mark.s3, pytest.mark.postgres]
 def external_cluster(tmp_path: Path) -> Iterator[str]:
     dask = shutil.which("dask") or str(Path(sys.executable).parent / "dask")
     scheduler_file = tmp_path / "scheduler.json"
-    env = {**os.environ, **{k: str(v) for k, v in WORKER_MALLOC.items()}}
+    env = {**os.environ, **{k: str(v) for k, v in WORKER_ENVIRON.items()}}
     procs = [subprocess.Popen(
         [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
          "--scheduler-file", str(scheduler_file)],

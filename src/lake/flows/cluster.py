@@ -12,7 +12,11 @@ import dask
 import psutil
 from distributed import Client, LocalCluster, WorkerPlugin
 
-from lake.flows.processes import WORKER_MALLOC, start_worker_server, worker_environ
+from lake.flows.processes import (
+    WORKER_ENVIRON,
+    start_worker_server,
+    worker_environ,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -31,12 +35,13 @@ def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
 class HeapTrim(WorkerPlugin):
     """Hands a worker's retained free heap back to the kernel when its memory runs high.
 
-    With :data:`WORKER_MALLOC`, memory freed after a task stays in the process (up to
-    1 GiB). Dask pauses a worker above 80 % of its memory limit and resumes it only once
-    the process shrinks, which retained memory never does by itself: a worker paused
-    between tasks would wait forever, and the build with it. Every ``interval_ms`` this
-    checks the process's memory and, above ``fraction`` of the limit (below Dask's pause
-    threshold), calls glibc's ``malloc_trim``. Without glibc, or without a memory limit,
+    With the workers' malloc settings (:data:`lake.flows.processes.WORKER_MALLOC`), memory
+    freed after a task stays in the process (up to 1 GiB). Dask pauses a worker above 80 %
+    of its memory limit and resumes it only once the process shrinks, which retained
+    memory never does by itself: a worker paused between tasks would wait forever, and the
+    build with it. Every ``interval_ms`` this checks the process's memory and, above
+    ``fraction`` of the limit (below Dask's pause threshold), calls glibc's
+    ``malloc_trim``. Without glibc, or without a memory limit,
     it does nothing.
     """
 
@@ -113,7 +118,7 @@ def dask_client(
     the two overlap. Its workers are forked from a server that has imported the flows
     (:func:`lake.flows.processes.start_worker_server`); where there is none, they are
     spawned and import the ``preload`` modules as they start, rather than when their
-    first task arrives. They get :data:`WORKER_MALLOC`, except variables the environment
+    first task arrives. They get :data:`WORKER_ENVIRON`, except variables the environment
     already sets (Dask's rule: the environment wins).
     """
     for name in ("distributed", "distributed.worker", "distributed.nanny", "tornado"):
@@ -145,7 +150,7 @@ def _local_cluster(
 ) -> LocalCluster:
     """The local cluster of a build: ``workers`` processes (one per core by default) of
     one thread, each with ``memory_limit`` bytes (an equal share of the machine's by
-    default), :data:`WORKER_MALLOC` and the ``preload`` modules, forked from the worker
+    default), :data:`WORKER_ENVIRON` and the ``preload`` modules, forked from the worker
     server where the platform has one."""
     n, share = local_cluster_size(workers)
     memory = memory_limit or share
@@ -154,7 +159,7 @@ def _local_cluster(
         settings["distributed.worker.multiprocessing-method"] = "forkserver"
     # Forked workers inherit the fork server's environment, from when it started: they set
     # this process's current one (cloud credentials set since, say) as they start.
-    current = {k: v for k, v in os.environ.items() if k not in WORKER_MALLOC}
+    current = {k: v for k, v in os.environ.items() if k not in WORKER_ENVIRON}
     with dask.config.set(settings):
         return LocalCluster(
             n_workers=n,
