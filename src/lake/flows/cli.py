@@ -259,8 +259,10 @@ def _preload(datasets: list[Dataset]) -> list[str]:
 
 
 def _import_flows() -> None:
-    """The build's own heavy imports (xarray, zarr, pyarrow), while the cluster starts."""
+    """The build's own heavy imports (xarray, zarr, pyarrow, matplotlib), while the cluster
+    starts."""
     import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
+    import matplotlib.figure  # noqa: F401  (the thumbnails, drawn after the builds)
 
     import lake.flows.cubes
     import lake.flows.tables
