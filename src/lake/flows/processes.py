@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # * MALLOC_ARENA_MAX=1: codec threads allocate from that same heap, not from arenas of
 #   their own, whose large blocks are always fresh mappings.
 # Memory stays bounded by the largest working set: the heap is reused, not grown. The
-# retained part is handed back when a worker runs short (:class:`HeapTrim`).
+# retained part is handed back when a worker runs short (lake.flows.cluster.HeapTrim).
 WORKER_MALLOC = {
     "MALLOC_ARENA_MAX": 1,
     "MALLOC_MMAP_THRESHOLD_": 2**30,
