@@ -63,6 +63,7 @@ def worker_environ() -> dict[str, object]:
 
 
 _ENVIRON = threading.Lock()
+_STARTED = threading.Event()
 
 
 def start_worker_server(preload: Sequence[str] = WORKER_MODULES) -> bool:
@@ -73,20 +74,24 @@ def start_worker_server(preload: Sequence[str] = WORKER_MODULES) -> bool:
     as a fork of it with those imports done. A spawned worker spends about 1.4 s of CPU
     importing them, on the cores the client needs for its own imports: a local cluster is
     ready about 0.7 s sooner, and shuts down sooner too. The server runs with the workers'
-    environment (:func:`worker_environ`): forked workers inherit its memory allocator and
-    libraries, set up as it started. Calling this again does nothing.
+    environment (:func:`worker_environ`), set in this process only while it starts:
+    forked workers inherit its memory allocator and libraries, set up as it started.
+    Calling this again does nothing.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
     from multiprocessing import forkserver
 
-    environ = {k: str(v) for k, v in worker_environ().items() if k not in os.environ}
     with _ENVIRON:
+        if _STARTED.is_set():  # the environment is set once: other threads may read it
+            return True
+        environ = {k: str(v) for k, v in worker_environ().items() if k not in os.environ}
         os.environ.update(environ)
         try:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["distributed", *preload])
             forkserver.ensure_running()
+            _STARTED.set()
         finally:
             for name in environ:
                 os.environ.pop(name, None)
