@@ -36,8 +36,8 @@ WORKER_MALLOC = {
     "MALLOC_TRIM_THRESHOLD_": 2**30,
 }
 # One codec thread per task thread: the Rust codecs (zarrs) otherwise start a thread per
-# core in every worker, and a local cluster already runs one worker per core. Stores took
-# 12-15 % less CPU with two workers on two cores (measured); Dask sets OMP_NUM_THREADS=1
+# core in every worker, and a local cluster already runs one worker per core. Shard stores
+# took 12-15 % less time with two workers on two cores (measured); Dask sets OMP_NUM_THREADS=1
 # and the like for the same reason.
 WORKER_THREADS = {"RAYON_NUM_THREADS": 1}
 WORKER_ENVIRON = {**WORKER_MALLOC, **WORKER_THREADS}
