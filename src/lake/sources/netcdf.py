@@ -401,7 +401,7 @@ def _read_hdf5(
     decodes its chunks into the block itself. With the workers' allocator settings that
     takes 14 ms for a zlib-compressed 1024 x 1440 float32 map where netCDF4, whose array
     is then copied into the block, takes 18 ms (measured). False if the file is not HDF5
-    or ``name`` is not a dataset of that shape: netCDF4 then reads it, or says why not.
+    or ``name`` is not a dataset of that rank: netCDF4 then reads it, or says why not.
 
     (A time-dependent variable always has its own dataset: netCDF-4 renames a variable
     only when it is named after a dimension it does not have, and xarray refuses such
