@@ -54,8 +54,8 @@ def run_place(
     name: str, client: Any, files: list[Path], days: int, repeat: int, work: Path,
     s3: tuple[str, str] | None,
 ) -> list[dict[str, Any]]:  # fmt: skip
+    from lake.cubes.scans import SCANS
     from lake.flows.cubes import build_cube
-    from lake.sources.scans import SCANS
     from lake.storage import Root
 
     if s3 is None:

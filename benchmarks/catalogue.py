@@ -54,8 +54,9 @@ def generate(root: Path, n: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from lake.table import item_name, point_wkb
-    from lake.tablestore import FORMAT, MANIFEST
+    from lake.tables.geometry import point_wkb
+    from lake.tables.manifest import FORMAT, MANIFEST
+    from lake.tables.partitions import item_name
 
     shutil.rmtree(root, ignore_errors=True)
     rng = np.random.default_rng(0)

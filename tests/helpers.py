@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from lake.sources.netcdf import _strings_to_unicode, normalise
+from lake.cubes.netcdf import _strings_to_unicode, normalise
 from lake.spec import parse_spec
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import yaml
 from pgdata import execute
 from typer.testing import CliRunner
 
+from lake.cli import app
 from lake.errors import ExitCode
-from lake.flows.cli import app
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -2,7 +2,7 @@
 the recorded digests as sorted streams, in memory that does not grow with the item count.
 
 Manifests are written here directly (no PostgreSQL): one small real GeoParquet file per
-partition, listed the way `lake.tablestore.commit` lists them.
+partition, listed the way `lake.tables.manifest.commit` lists them.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
-from lake import digests
 from lake.spec import parse_spec
-from lake.stac import catalog
+from lake.stac import catalog, digests
 from lake.stac.catalog import catalogued_files, write_catalogue
+from lake.stac.verify import verify_lake
 from lake.storage import Root
-from lake.table import FileInfo
-from lake.tablestore import MANIFEST, Manifest, file_order, read_manifest, stream_manifest
-from lake.verify import verify_lake
+from lake.tables.files import TableFile
+from lake.tables.manifest import MANIFEST, Manifest, file_order, read_manifest, stream_manifest
 
 
 def _spec(root: Path) -> Any:
@@ -45,7 +44,7 @@ def _sample_file() -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lake.table import point_wkb
+    from lake.tables.geometry import point_wkb
 
     x, y = np.array([1.0, 2.0]), np.array([50.0, 51.0])
     table = pa.table({
@@ -64,7 +63,7 @@ def _sample_file() -> bytes:
     return out.getvalue()
 
 
-def _files(root: Path, n: int, data: bytes) -> list[FileInfo]:
+def _files(root: Path, n: int, data: bytes) -> list[TableFile]:
     """``n`` partitions (1° cells by year), each one real file."""
     digest = hashlib.sha256(data).hexdigest()
     files = []
@@ -75,7 +74,7 @@ def _files(root: Path, n: int, data: bytes) -> list[FileInfo]:
         target = root / "occ" / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        files.append(FileInfo(
+        files.append(TableFile(
             path, {"cell_1deg": f"N{lat:03d}E{lon:03d}", "year": str(year)}, 2, len(data),
             digest, [lon - 180.0, lat - 90.0, lon - 179.0, lat - 89.0], ["Point"],
             [f"{year}-01-01T00:00:00Z", f"{year}-12-31T00:00:00Z"], 0,
@@ -84,7 +83,7 @@ def _files(root: Path, n: int, data: bytes) -> list[FileInfo]:
 
 
 def _write_manifest(
-    root: Path, files: list[FileInfo], *, shuffled: bool = False, version: str = ""
+    root: Path, files: list[TableFile], *, shuffled: bool = False, version: str = ""
 ) -> None:
     doc = Manifest(
         "occ",
@@ -145,7 +144,7 @@ def test_changes_and_removals_are_streamed_against_the_digests(tmp_path: Path) -
 
     # Ten partitions go, one changes, one is new.
     kept = files[10:]
-    kept[0] = FileInfo(**{**kept[0].__dict__, "time": ["1999-01-01T00:00:00Z", None]})
+    kept[0] = TableFile(**{**kept[0].__dict__, "time": ["1999-01-01T00:00:00Z", None]})
     extra = _files(tmp_path / "extra", 61, _sample_file())[60]
     target = root / "occ" / extra.path
     target.parent.mkdir(parents=True, exist_ok=True)

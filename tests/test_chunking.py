@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lake.chunking import MB, plan_chunks
+from lake.cubes.chunking import MB, plan_chunks
 from lake.spec import Chunking
 
 SHAPES = [

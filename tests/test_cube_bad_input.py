@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import open_cube
+from lake.cli import app
 from lake.errors import ExitCode
-from lake.flows.cli import app
 from lake.samples import write_daily_product
 
 if TYPE_CHECKING:

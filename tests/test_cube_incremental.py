@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
-from lake.cube import publish
+from lake.cubes.publish import publish
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
 from lake.storage import Root
@@ -101,9 +101,11 @@ def test_interrupted_layout_is_completed(tmp_path: Path, client: Client) -> None
 @pytest.mark.distributed
 def test_unpublished_chunks_are_invisible(tmp_path: Path, client: Client) -> None:
     """Chunks written past the published shape (a killed build) do not change what readers see."""
-    from lake.cubeplan import plan_cube
-    from lake.flows.cubes import _gather, submit_writes
-    from lake.sources.netcdf import scan_file
+    from lake.cubes.netcdf import scan_file
+    from lake.cubes.plan import plan_cube
+    from lake.flows.cubes import submit_writes
+    from lake.flows.gather import gather
+    from lake.registry import cube_reader
 
     src = tmp_path / "src"
     files = write_daily_product(src, days=6, ny=30, nx=40)
@@ -113,8 +115,9 @@ def test_unpublished_chunks_are_invisible(tmp_path: Path, client: Client) -> Non
 
     spec6 = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
     infos = [scan_file(str(f)) for f in files]
-    plan = plan_cube(Root(spec6.root), spec6.datasets[0], infos)
-    _gather(client, submit_writes(client, plan, {}), "write", lambda *a: None)
+    reader = cube_reader(spec6.datasets[0])
+    plan = plan_cube(Root(spec6.root), spec6.datasets[0], infos, reader)
+    gather(client, submit_writes(client, plan, reader), "write", lambda *a: None, "")
     # Killed here: data written, metadata not published.
     after = open_cube(str(tmp_path / "lake/cube/maps.zarr"))
     assert after.sizes["time"] == 3
@@ -135,12 +138,14 @@ def test_publish_killed_among_array_documents_is_rolled_back(
     """A publish killed after some array documents: readers and `lake verify` see the old
     cube (the journal names the documents ahead), and the next build, even with nothing to
     append, rolls them back."""
-    from lake.cube import JOURNAL
-    from lake.cubeplan import plan_cube
-    from lake.flows.cubes import _gather, submit_writes
-    from lake.sources.netcdf import scan_file
+    from lake.cubes.netcdf import scan_file
+    from lake.cubes.plan import plan_cube
+    from lake.cubes.publish import JOURNAL
+    from lake.flows.cubes import submit_writes
+    from lake.flows.gather import gather
+    from lake.registry import cube_reader
     from lake.stac.catalog import write_catalogue
-    from lake.verify import verify_lake
+    from lake.stac.verify import verify_lake
 
     src = tmp_path / "src"
     files = write_daily_product(src, days=6, ny=30, nx=40)
@@ -151,8 +156,10 @@ def test_publish_killed_among_array_documents_is_rolled_back(
     published = open_cube(str(lake / "cube/maps.zarr"))
 
     spec6 = spec_for(str(lake), str(src / "*.nc"), tmp_path)
-    plan = plan_cube(Root(spec6.root), spec6.datasets[0], [scan_file(str(f)) for f in files])
-    _gather(client, submit_writes(client, plan, {}), "write", lambda *a: None)
+    reader = cube_reader(spec6.datasets[0])
+    infos = [scan_file(str(f)) for f in files]
+    plan = plan_cube(Root(spec6.root), spec6.datasets[0], infos, reader)
+    gather(client, submit_writes(client, plan, reader), "write", lambda *a: None, "")
     maps = next(w for w in plan.layouts if w.layout == "maps")
     puts: list[str] = []
     real_put = Root.put
@@ -191,7 +198,7 @@ def test_layouts_without_chunk_checksums_keep_their_codecs(
     tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cube written before chunks carried crc32c is extended with its own codecs."""
-    import lake.cube
+    import lake.cubes.template
 
     src = tmp_path / "src"
     files = write_daily_product(src, start="2024-01-01", days=6, ny=30, nx=40)
@@ -199,9 +206,11 @@ def test_layouts_without_chunk_checksums_keep_their_codecs(
         path.rename(tmp_path / path.name)
     spec = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
     root, dataset = Root(spec.root), spec.datasets[0]
-    plain = lake.cube._plain_encoding
+    plain = lake.cubes.template._plain_encoding
     with monkeypatch.context() as patch:
-        patch.setattr(lake.cube, "_plain_encoding", lambda var, checksums=True: plain(var, False))
+        patch.setattr(
+            lake.cubes.template, "_plain_encoding", lambda var, checksums=True: plain(var, False)
+        )
         build_cube(client, root, dataset)
 
     def inner_codecs() -> list[str]:

@@ -11,7 +11,7 @@ import s3fs
 from typer.testing import CliRunner
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
-from lake.flows.cli import app
+from lake.cli import app
 from lake.flows.cubes import build_cube
 from lake.storage import Root
 

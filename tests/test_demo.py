@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lake.flows.cli import app
+from lake.cli import app
 
 pytestmark = pytest.mark.postgres
 

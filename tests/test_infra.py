@@ -10,7 +10,7 @@ from typing import Any
 import typer
 import yaml
 
-from lake.flows.cli import app
+from lake.cli import app
 from lake.flows.cluster import WORKER_ENVIRON
 from lake.spec import parse_spec
 

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pgdata import cube_and_table_spec, execute
 
+from lake.stac.verify import Report, verify_lake
 from lake.storage import Root
-from lake.verify import Report, verify_lake
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -17,7 +17,7 @@ import pytest
 from pgdata import cube_and_table_spec
 from typer.testing import CliRunner
 
-from lake.flows.cli import app
+from lake.cli import app
 from lake.flows.cluster import WORKER_ENVIRON
 
 if TYPE_CHECKING:

@@ -12,11 +12,12 @@ import pytest
 import xarray as xr
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
+from lake.cubes import scans
+from lake.cubes.netcdf import list_sources, scan_file
+from lake.cubes.scans import SCANS, listed
+from lake.cubes.source import SourceFile
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
-from lake.sources import scans
-from lake.sources.netcdf import FileInfo, list_sources, scan_file
-from lake.sources.scans import SCANS, listed
 from lake.storage import Root
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 
-def _round_trip(tmp_path: Path, info: FileInfo, variables: list[str] | None = None) -> FileInfo:
+def _round_trip(tmp_path: Path, info: SourceFile, variables: list[str] | None = None) -> SourceFile:
     root = Root(str(tmp_path / "lake"))
     file = listed(info.url, {"size": info.size, "mtime": 1.5})
     record = scans.read(root, "ds", variables)
@@ -38,7 +39,7 @@ def _round_trip(tmp_path: Path, info: FileInfo, variables: list[str] | None = No
     return reused[info.url]
 
 
-def _assert_same_info(a: FileInfo, b: FileInfo) -> None:
+def _assert_same_info(a: SourceFile, b: SourceFile) -> None:
     assert a.url == b.url
     assert a.times.dtype == b.times.dtype
     assert list(a.times) == list(b.times)
@@ -102,7 +103,7 @@ def test_a_record_made_otherwise_or_damaged_is_ignored(
     assert scans.read(root, "ds", None).reuse([bare]) == ({}, [bare])
     # A damaged record costs a rescan, with a warning naming it, never the build.
     (tmp_path / "lake/ds" / SCANS).write_bytes(gzip.compress(b'{"format": "lake-source-sc'))
-    with caplog.at_level(logging.WARNING, logger="lake.sources.scans"):
+    with caplog.at_level(logging.WARNING, logger="lake.cubes.scans"):
         assert scans.read(root, "ds", None).infos == {}
     assert f"ds/{SCANS}: unreadable" in caplog.text
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lake.cubes.index import index_sources
+from lake.cubes.netcdf import list_sources, scan_file
+from lake.cubes.timeaxis import choose_time_units, encode_times
 from lake.errors import SourceError
 from lake.samples import write_daily_product
-from lake.sources.index import index_sources
-from lake.sources.netcdf import list_sources, scan_file
-from lake.timeaxis import choose_time_units, encode_times
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -89,7 +89,7 @@ def test_blocks_hold_the_stored_values(
 ) -> None:
     import xarray as xr
 
-    from lake.sources import netcdf
+    from lake.cubes import netcdf
 
     made = write_daily_product(tmp_path / "made", days=3, ny=20, nx=30, depths=2, packed=packed)
     files = []

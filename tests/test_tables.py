@@ -18,12 +18,13 @@ from pgdata import OCCURRENCE_QUERY, aphia_id, execute, fetch, load_darwin_core
 from lake.flows.tables import build_table
 from lake.spec import parse_spec
 from lake.storage import Root
-from lake.table import HILBERT_NULL, WORLD, hilbert_index
+from lake.tables.geometry import WORLD
+from lake.tables.hilbert import HILBERT_NULL, hilbert_index
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from lake.flows.tables import TableResult
+    from lake.tables.plan import TableResult
 
 pytestmark = pytest.mark.postgres
 
@@ -333,7 +334,7 @@ def test_incremental_rewrites_only_changed_partitions(
 
 def test_parts_share_one_snapshot(client: Client, pg_dsn: str) -> None:
     """Rows committed after the snapshot was exported are invisible to every part."""
-    from lake.sources.postgres import Part, Secret, Session, read_part
+    from lake.tables.postgres import Part, Secret, Session, read_part
 
     _occurrence_table(pg_dsn, 10_000)
     secret = Secret(pg_dsn)
@@ -471,7 +472,7 @@ def test_hilbert_index_is_a_curve() -> None:
 def test_point_wkb_matches_shapely() -> None:
     import shapely
 
-    from lake.table import point_wkb
+    from lake.tables.geometry import point_wkb
 
     x = np.array([1.5, -180.0, 0.0])
     y = np.array([2.5, 90.0, 0.0])

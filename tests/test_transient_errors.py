@@ -12,7 +12,7 @@ from flaky import FlakyProxy
 from pgdata import cube_and_table_spec
 from typer.testing import CliRunner
 
-from lake.flows.cli import app
+from lake.cli import app
 
 if TYPE_CHECKING:
     from distributed import Client

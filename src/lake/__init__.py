@@ -1,15 +1,88 @@
-"""Marine data lake builder: NetCDF and PostgreSQL sources to Zarr v3 cubes and GeoParquet.
+"""Marine data lake builder: NetCDF files and PostgreSQL records to Zarr v3 cubes and
+GeoParquet tables, indexed by a static STAC catalogue.
 
-The package has three layers (see ``README.md``):
+The public API (see ``README.md``)::
 
-* ``lake`` (this package's top-level modules and ``lake.sources``): formats and storage.
-  Pure functions and small classes; no Dask cluster inside.
-* ``lake.stac``: describes what was written as a static STAC catalogue.
-* ``lake.flows``: wires the two into Dask graphs and the ``lake`` command line.
+    import lake
+    spec = lake.load_spec("lake.yaml")
+    report = lake.build(spec)                # per dataset: read, added, bytes, seconds
+    lake.plan(spec)                          # what a build would read and write
+    lake.verify(spec.root).ok                # every asset re-read against its records
+    lake.validate(spec.root).problems        # the catalogue against the official schemas
+    lake.ls(spec.root)                       # datasets, sizes, extents
 
-The format layer never imports ``lake.stac`` or ``lake.flows`` (a test enforces it).
+The package's houses (a test checks how they may import each other):
+
+* ``lake.spec``, ``lake.storage``, ``lake.errors``, ``lake.report``, ``lake.registry``:
+  shared by all.
+* ``lake.cubes``: gridded sources to Zarr v3 cubes. ``lake.tables``: record sources to
+  GeoParquet. Neither imports the other, the catalogue or the wiring.
+* ``lake.stac``: describes what the two wrote, as a static STAC catalogue; verifies it.
+* ``lake.flows``: wires them into Dask graphs. ``lake.api`` and ``lake.cli`` sit on top.
+
+Names are imported on first use, so that ``import lake`` stays light (the build starts its
+worker processes before the heavy imports).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lake.api import (
+        BuildReport,
+        DatasetPlan,
+        build,
+        load_spec,
+        ls,
+        plan,
+        validate,
+        verify,
+    )
+    from lake.errors import ExitCode, LakeError, SourceError, SpecError, TargetError
+    from lake.report import DatasetReport, Problem, Report
+    from lake.spec import Spec
+    from lake.storage import Root
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "build": "lake.api",
+    "plan": "lake.api",
+    "verify": "lake.api",
+    "validate": "lake.api",
+    "ls": "lake.api",
+    "load_spec": "lake.api",
+    "BuildReport": "lake.api",
+    "DatasetPlan": "lake.api",
+    "DatasetReport": "lake.report",
+    "Report": "lake.report",
+    "Problem": "lake.report",
+    "Spec": "lake.spec",
+    "Root": "lake.storage",
+    "ExitCode": "lake.errors",
+    "LakeError": "lake.errors",
+    "SpecError": "lake.errors",
+    "SourceError": "lake.errors",
+    "TargetError": "lake.errors",
+}
+
+__all__ = [
+    "BuildReport", "DatasetPlan", "DatasetReport", "ExitCode", "LakeError", "Problem",
+    "Report", "Root", "SourceError", "Spec", "SpecError", "TargetError", "__version__",
+    "build", "load_spec", "ls", "plan", "validate", "verify",
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lake' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from lake.errors import SpecError
+from lake.registry import CUBE_SOURCES, TABLE_SOURCES
 from lake.storage import is_local, redact
 
 _DATASET_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
@@ -47,7 +48,7 @@ class _Model(BaseModel):
 
 
 class Chunking(_Model):
-    """Optional overrides of the chunk planner (see ``lake.chunking``)."""
+    """Optional overrides of the chunk planner (see ``lake.cubes.chunking``)."""
 
     inner_chunk_mb: float = Field(2.0, gt=0.05, le=64)
     """Target uncompressed size of a reader's unit (one inner chunk)."""
@@ -59,10 +60,19 @@ class Chunking(_Model):
     """Time steps per shard of the maps layout (default: planned)."""
 
 
-class CubeSource(_Model):
-    """A set of NetCDF files forming one cube along time."""
+def _one_source(section: BaseModel, names: dict[str, str], what: str) -> None:
+    given = [name for name in names if getattr(section, name, None) is not None]
+    if len(given) != 1:
+        raise ValueError(
+            f"give exactly one source of the {what}: one of `{'`, `'.join(names)}`"
+            + (f" (found {', '.join(given)})" if given else "")
+        )
 
-    netcdf: str | list[str]
+
+class CubeSource(_Model):
+    """Gridded sources forming one cube along time (one source key: see :mod:`lake.registry`)."""
+
+    netcdf: str | list[str] | None = None
     """A glob, a list of paths/globs, or fsspec URLs (``s3://bucket/*.nc``)."""
     layouts: list[Layout] = Field(default_factory=lambda: list(_ALL_LAYOUTS), min_length=1)
     variables: list[str] | None = None
@@ -78,8 +88,21 @@ class CubeSource(_Model):
             raise ValueError("each layout may appear once")
         return value
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> CubeSource:
+        _one_source(self, CUBE_SOURCES, "cube")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The source key given (``netcdf``)."""
+        return next(name for name in CUBE_SOURCES if getattr(self, name, None) is not None)
+
     @property
     def patterns(self) -> list[str]:
+        """The ``netcdf`` globs, paths or URLs as a list."""
+        if self.netcdf is None:
+            return []
         return [self.netcdf] if isinstance(self.netcdf, str) else list(self.netcdf)
 
 
@@ -156,9 +179,9 @@ class Incremental(_Model):
 
 
 class TableSource(_Model):
-    """Records from PostgreSQL, written as hive-partitioned GeoParquet."""
+    """Records written as hive-partitioned GeoParquet (one source key: see :mod:`lake.registry`)."""
 
-    postgres: Postgres
+    postgres: Postgres | None = None
     geometry: Geometry
     partition_by: list[str] = Field(default_factory=list, max_length=3)
     """``year(col)``, a column name, or ``grid(D)`` (a D-degree cell); nested in this order."""
@@ -171,6 +194,16 @@ class TableSource(_Model):
     staging_mb: float = Field(256.0, gt=0, le=4096)
     """Rows a read task buffers before sorting them into staging files; with ``file_mb``
     it bounds a worker's memory (lower both for workers with little memory)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TableSource:
+        _one_source(self, TABLE_SOURCES, "table")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The source key given (``postgres``)."""
+        return next(name for name in TABLE_SOURCES if getattr(self, name, None) is not None)
 
     @field_validator("partition_by")
     @classmethod
@@ -270,6 +303,11 @@ class Dataset(_Model):
             raise ValueError("a dataset has exactly one of `cube` and `table`")
         return self
 
+    @property
+    def kind(self) -> Literal["cube", "table"]:
+        """What the dataset becomes: a Zarr ``cube`` or a GeoParquet ``table``."""
+        return "cube" if self.cube is not None else "table"
+
 
 class Spec(_Model):
     root: str
@@ -350,7 +388,7 @@ def parse_spec(data: Any, source: str, base_dir: Path) -> Spec:
                 )
             }
         )
-        if ds.cube is not None
+        if ds.cube is not None and ds.cube.netcdf is not None
         else ds
         for ds in spec.datasets
     ]

@@ -1,32 +1,33 @@
-"""The cube flow: scan sources, plan, write both layouts as one Dask graph, publish."""
+"""The cube flow: scan sources, plan, write both layouts as one Dask graph, publish.
+
+Wiring only: each step calls :mod:`lake.cubes`; the dataset's source reader comes from
+:mod:`lake.registry`.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from distributed import as_completed
-from distributed.scheduler import KilledWorker
-
-from lake.cube import NetcdfFeed, ZarrFeed, block_regions, publish, recover, write_block
-from lake.cubeplan import layout_group, plan_cube
-from lake.errors import LakeError
+from lake.cubes import scans
+from lake.cubes.blocks import SourceFeed, ZarrFeed, block_regions, write_block
+from lake.cubes.plan import layout_group, plan_cube
+from lake.cubes.publish import publish, recover
+from lake.cubes.scans import Listed, ScanRecord, listed
+from lake.flows import Flow
 from lake.flows.cluster import worker_count
-from lake.sources import scans
-from lake.sources.netcdf import FileInfo, list_sources, scan_files
-from lake.sources.scans import Listed, ScanRecord, listed
+from lake.flows.gather import Progress, gather, quiet, tree_size
+from lake.registry import cube_reader
+from lake.report import DatasetReport
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-    from lake.cubeplan import CubePlan
+    from lake.cubes.plan import CubePlan
+    from lake.cubes.source import CubeReader, SourceFile
     from lake.spec import Dataset
     from lake.storage import Root
-
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``."""
 
 
 @dataclass
@@ -41,45 +42,20 @@ class CubeResult:
     added: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
-
-def _quiet(stage: str, done: int, total: int) -> None:
-    return None
+    def report(self) -> DatasetReport:
+        return DatasetReport(
+            self.dataset, "cube", self.files_read, self.bytes_in, self.bytes_out, self.ntime,
+            dict(self.added), self.seconds, self,
+        )  # fmt: skip
 
 
 CUBE_MEMORY_FIX = "lower `chunking.shard_mb` in the spec (each task holds one shard)"
 
 
-def _gather(
-    client: Client,
-    futures: list[Future[Any]],
-    stage: str,
-    progress: Progress,
-    memory_fix: str = CUBE_MEMORY_FIX,
-) -> list[Any]:
-    total = len(futures)
-    progress(stage, 0, total)
-    for done, future in enumerate(as_completed(futures), 1):
-        if future.status == "error":
-            # Cancel the rest so nothing more is written, then raise the task's own error.
-            error = future.exception()
-            client.cancel([f for f in futures if f is not future])
-            if isinstance(error, KilledWorker):
-                raise LakeError(
-                    f"{stage} on the Dask cluster",
-                    "workers died repeatedly while running a task, most likely out of memory",
-                    f"{memory_fix}, or give each worker more memory",
-                ) from None
-            raise error
-        progress(stage, done, total)
-    return list(client.gather(futures))
-
-
-def submit_writes(
-    client: Client, plan: CubePlan, storage_options: dict[str, Any]
-) -> list[Future[Any]]:
+def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Future[Any]]:
     """One task per shard-aligned block; time-series blocks wait for the maps blocks they read."""
     assert plan.index is not None
-    source_feed = NetcdfFeed(plan.index, storage_options)
+    source_feed = SourceFeed(reader, plan.index)
     futures: list[Future[Any]] = []
     maps_blocks: dict[str, list[tuple[slice, Future[Any]]]] = {}
     maps = next((w for w in plan.layouts if w.layout == "maps"), None)
@@ -124,7 +100,7 @@ class Scanned:
     """The source files of one build and what their scans found, in URL order."""
 
     files: list[Listed]
-    infos: list[FileInfo]
+    infos: list[SourceFile]
     record: ScanRecord
     rescanned: int
 
@@ -135,17 +111,17 @@ class Scanned:
 
 
 def scan_and_plan(
-    client: Client, root: Root, dataset: Dataset, progress: Progress = _quiet
+    client: Client, root: Root, dataset: Dataset, progress: Progress = quiet
 ) -> tuple[CubePlan, Scanned]:
     """Scan the sources on the workers and plan what a build would write (writes nothing).
 
     Files whose scan the dataset's record holds (same URL, size and version) are not
-    opened again: see :mod:`lake.sources.scans`.
+    opened again: see :mod:`lake.cubes.scans`.
     """
     cube = dataset.cube
     assert cube is not None
-    files = [listed(url, info) for url, info in
-             list_sources(cube.patterns, cube.storage_options).items()]  # fmt: skip
+    reader = cube_reader(dataset)
+    files = [listed(url, info) for url, info in reader.list_files().items()]
     record = scans.read(root, dataset.id, cube.variables)
     found, rescan = record.reuse(files)
     # A few batches per worker: thousands of one-file tasks would cost more to schedule
@@ -154,21 +130,21 @@ def scan_and_plan(
     size = max(1, min(64, len(rescan) // (4 * workers)))
     batches = [[(f.url, f.size) for f in rescan[i : i + size]]
                for i in range(0, len(rescan), size)]  # fmt: skip
-    futures = client.map(
-        scan_files,
-        batches,
-        storage_options=cube.storage_options,
-        variables=cube.variables,
-        pure=False,
-    )
-    for batch in _gather(client, futures, f"{dataset.id}: scan", progress):
+    futures = client.map(_scan, [reader] * len(batches), batches, pure=False)
+    for batch in gather(client, futures, f"{dataset.id}: scan", progress, CUBE_MEMORY_FIX):
         found.update((info.url, info) for info in batch)
     infos = [found[f.url] for f in files]
     scanned = Scanned(files, infos, record, len(rescan))
-    return plan_cube(root, dataset, infos), scanned
+    return plan_cube(root, dataset, infos, reader), scanned
 
 
-def dry_run_cube(client: Client, root: Root, dataset: Dataset) -> list[str]:
+def _scan(reader: CubeReader, batch: list[tuple[str, int | None]]) -> list[SourceFile]:
+    return reader.scan(batch)
+
+
+def dry_run_cube(
+    client: Client, root: Root, dataset: Dataset, full_refresh: bool = False
+) -> list[str]:
     """What a build of this cube would read and write."""
     plan, _ = scan_and_plan(client, root, dataset)
     source = f"{plan.files_found} files found"
@@ -185,9 +161,16 @@ def dry_run_cube(client: Client, root: Root, dataset: Dataset) -> list[str]:
 
 
 def build_cube(
-    client: Client, root: Root, dataset: Dataset, progress: Progress = _quiet
+    client: Client,
+    root: Root,
+    dataset: Dataset,
+    progress: Progress = quiet,
+    full_refresh: bool = False,
 ) -> CubeResult:
-    """Build or extend every layout of one cube dataset; publish only if all blocks succeed."""
+    """Build or extend every layout of one cube dataset; publish only if all blocks succeed.
+
+    (``full_refresh`` concerns tables: a cube is always extended from what is published.)
+    """
     started = time.perf_counter()
     cube = dataset.cube
     assert cube is not None
@@ -196,13 +179,14 @@ def build_cube(
     for layout in cube.layouts:
         recover(root, layout_group(dataset.id, layout))
     plan, scanned = scan_and_plan(client, root, dataset, progress)
+    reader = cube_reader(dataset)
     result.files_found = plan.files_found
     result.files_scanned = scanned.rescanned
     result.ntime = plan.ntime
     if not plan.empty:
         assert plan.index is not None
-        futures = submit_writes(client, plan, cube.storage_options)
-        _gather(client, futures, f"{dataset.id}: write", progress)
+        futures = submit_writes(client, plan, reader)
+        gather(client, futures, f"{dataset.id}: write", progress, CUBE_MEMORY_FIX)
         for work in plan.layouts:
             publish(root, work.group, work.documents)
             result.added[work.layout] = plan.ntime - work.published_ntime
@@ -212,14 +196,13 @@ def build_cube(
         # Only a build that published something writes: a rerun with no new input writes
         # nothing at all, and its scans are recorded by the next append.
         scanned.remember(root, dataset.id)
-    result.bytes_out = _tree_size(root, dataset.id)
+    result.bytes_out = tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _tree_size(root: Root, dataset_id: str) -> int:
-    fs = root.fs()
-    path = root.path(dataset_id)
-    if not fs.exists(path):
-        return 0
-    return int(fs.du(path, total=True))
+def _nothing_to_tidy(root: Root, dataset_id: str) -> None:
+    """A cube keeps nothing the catalogue pointed at: its publish replaces in place."""
+
+
+FLOW = Flow(build_cube, dry_run_cube, _nothing_to_tidy)

@@ -12,7 +12,7 @@ Layout::
 
 A digest file maps a document to its sha256, or, while a build is rewriting it, to the
 list of digests it may have (old and new); item digests are JSON Lines sorted by item id
-(`lake.digests`), so that they are compared with the new items as two sorted streams.
+(`lake.stac.digests`), so that they are compared with the new items as two sorted streams.
 
 Links are relative; an absolute ``self`` link is added only when the spec gives
 ``public_url``. Items are written first (only those whose content changed), then the
@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from lake import digests
+from lake.stac import digests
 from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description, describe
 from lake.stac.thumbnails import published_key
 
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
     from lake.storage import Root
-    from lake.tablestore import Manifest
+    from lake.tables.manifest import Manifest
 
 ITEM_BATCH = 5_000
 DOCUMENT_DIGESTS = ".stac-documents.json"

@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lake.errors import TargetError
-from lake.tablestore import stream_manifest
+from lake.tables.manifest import stream_manifest
 
 if TYPE_CHECKING:
     from lake.storage import Root
 
 
 @dataclass
-class Entry:
+class DatasetListing:
+    """One dataset of a lake, as `lake ls` shows it."""
+
     id: str
     kind: str
     items: int
@@ -35,7 +37,7 @@ def _mtime(root: Root, path: str) -> str | None:
     return None
 
 
-def list_lake(root: Root) -> list[Entry]:
+def list_lake(root: Root) -> list[DatasetListing]:
     fs = root.fs()
     try:
         catalog = root.read_json("catalog.json")
@@ -65,12 +67,14 @@ def list_lake(root: Root) -> list[Entry]:
             size = manifest.bytes
             if size is None:
                 size = sum(f.bytes for f in manifest.files())
-            entries.append(Entry(collection["id"], "table", items, size, bbox, interval,
+            entries.append(DatasetListing(collection["id"], "table", items, size, bbox, interval,
                                  manifest.header.updated or None, manifest.rows))  # fmt: skip
             continue
         groups = [k for k, a in assets.items() if "zarr" in str(a.get("type", ""))]
         size = sum(int(fs.du(root.path(folder, f"{g}.zarr"), total=True)) for g in groups)
         stamps = [_mtime(root, f"{folder}/{g}.zarr/zarr.json") for g in groups]
         updated = max((m for m in stamps if m), default=None)
-        entries.append(Entry(collection["id"], "cube", items, size, bbox, interval, updated, None))
+        entries.append(
+            DatasetListing(collection["id"], "cube", items, size, bbox, interval, updated, None)
+        )
     return entries

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from lake.storage import Root
-    from lake.table import FileInfo
+    from lake.tables.files import TableFile
 
 KEY = "lake-thumbnail"
 """The PNG text chunk holding a thumbnail's :attr:`Picture.key`."""
@@ -146,7 +146,7 @@ def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
     return None
 
 
-def table_thumbnail(root: Root, dataset: str, files: list[FileInfo], rows: int
+def table_thumbnail(root: Root, dataset: str, files: list[TableFile], rows: int
                     ) -> Picture | None:  # fmt: skip
     """A point-density map from the bbox centres of ``files`` (a spread of the table's
     files with a bbox)."""

@@ -11,12 +11,12 @@ import json
 import os
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lake.errors import SpecError
-from lake.tablestore import stream_manifest
+from lake.report import Problem
+from lake.tables.manifest import stream_manifest
 
 if TYPE_CHECKING:
     from lake.storage import Root
@@ -27,16 +27,6 @@ CORE = {
     "Feature": "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json",
 }
 GEOPARQUET = "https://geoparquet.org/releases/v1.1.0/schema.json"
-
-
-@dataclass(frozen=True)
-class Problem:
-    document: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.document}: {self.path}: {self.message}"
 
 
 class Schemas:
@@ -94,11 +84,11 @@ class Schemas:
             validator = self.validator(url)
             errors = list(validator.iter_errors(doc))
         except Exception as exc:  # unreachable or unknown schema
-            return [Problem(where, "$", f"schema {url} could not be used ({exc})")]
+            return [Problem(f"{where}: $", f"schema {url} could not be used ({exc})")]
         out = []
         for error in errors:
             detail = _deepest(error)
-            out.append(Problem(where, detail.json_path, detail.message))
+            out.append(Problem(f"{where}: {detail.json_path}", detail.message))
         return out
 
 
@@ -146,11 +136,11 @@ def validate_lake(root: Root, schemas: Schemas) -> tuple[int, list[Problem]]:
     for path, doc in _documents(root):
         count += 1
         if isinstance(doc, Exception):
-            problems.append(Problem(path, "$", f"cannot be read ({doc})"))
+            problems.append(Problem(f"{path}: $", f"cannot be read ({doc})"))
             continue
         kind = doc.get("type") if isinstance(doc, dict) else None
         if kind not in CORE:
-            problems.append(Problem(path, "$.type", f"unknown document type {kind!r}"))
+            problems.append(Problem(f"{path}: $.type", f"unknown document type {kind!r}"))
             continue
         problems += schemas.check(doc, CORE[kind], path)
         for url in doc.get("stac_extensions", []):
@@ -164,7 +154,7 @@ def validate_lake(root: Root, schemas: Schemas) -> tuple[int, list[Problem]]:
                 with fs.open(root.path(where), "rb") as handle:
                     meta = pq.read_metadata(handle).metadata or {}
                 if b"geo" not in meta:
-                    problems.append(Problem(where, "$", "has no `geo` metadata"))
+                    problems.append(Problem(f"{where}: $", "has no `geo` metadata"))
                     continue
                 problems += schemas.check(json.loads(meta[b"geo"]), GEOPARQUET, where)
     return count, problems

@@ -18,26 +18,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lake.cube import (
-    TIME_CHUNK,
-    ArrayRef,
-    Published,
-    array_metadata,
-    build_template,
-    check_packing,
-    has_chunk_checksums,
-    read_published,
-    render_layout,
-)
+from lake.cubes.blocks import ArrayRef
+from lake.cubes.index import SourceIndex, index_sources
+from lake.cubes.publish import Published, check_packing, has_chunk_checksums, read_published
+from lake.cubes.source import SourceFile, digest
+from lake.cubes.template import TIME_CHUNK, array_metadata, build_template, render_layout
+from lake.cubes.timeaxis import choose_time_units, encode_times
 from lake.errors import SourceError, TargetError
-from lake.sources.index import SourceIndex, index_sources
-from lake.sources.netcdf import FileInfo, digest, open_netcdf
 from lake.storage import redact
-from lake.timeaxis import choose_time_units, encode_times
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from lake.cubes.source import CubeReader
     from lake.spec import Dataset
     from lake.storage import Root
 
@@ -77,7 +70,11 @@ def _calendar(name: str) -> str:
     return _SAME_CALENDAR.get(name.lower(), name.lower())
 
 
-def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePlan:
+def plan_cube(
+    root: Root, dataset: Dataset, infos: Sequence[SourceFile], reader: CubeReader
+) -> CubePlan:
+    """What a build writes: each layout's new metadata and the blocks to write, from the
+    published cube and the scans of the source files (``reader`` opens the first one)."""
     cube = dataset.cube
     assert cube is not None
     published: dict[str, Published | None] = {
@@ -86,7 +83,7 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
     base = _most_advanced(dataset.id, published)
     last = base.times[-1] if base is not None and base.ntime else None
 
-    new: list[FileInfo] = []
+    new: list[SourceFile] = []
     for info in infos:
         if last is None or info.times[-1] > last:
             if last is not None and info.times[0] <= last:
@@ -143,7 +140,7 @@ def plan_cube(root: Root, dataset: Dataset, infos: Sequence[FileInfo]) -> CubePl
             "delete the cube to rebuild it with finer time units",
         )
 
-    first = open_netcdf(sorted(infos, key=lambda i: i.times[0])[0].url, cube.storage_options)
+    first = reader.open(sorted(infos, key=lambda i: i.times[0])[0].url)
     try:
         works = []
         for layout in cube.layouts:
@@ -191,7 +188,7 @@ def _most_advanced(dataset_id: str, published: Mapping[str, Published | None]) -
 
 
 def _check_against_published(
-    base: Published, index: SourceIndex, infos: Sequence[FileInfo], dataset_id: str
+    base: Published, index: SourceIndex, infos: Sequence[SourceFile], dataset_id: str
 ) -> None:
     first_new = next(i for i in infos if i.url == index.files[0])
     for name, value in base.statics.items():

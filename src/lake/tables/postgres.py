@@ -1,93 +1,45 @@
-"""PostgreSQL sources: a read-only session, one exported snapshot, parts read as Arrow.
+"""The PostgreSQL table source: a read-only session, one exported snapshot, parts as Arrow.
 
 The coordinator opens one session with psycopg, exports its snapshot (as ``pg_dump -j``
 does) and keeps it open while workers read. Each worker opens its own ADBC connection,
 joins that snapshot (``SET TRANSACTION SNAPSHOT``) and streams its part with binary
-``COPY`` into Arrow record batches: no per-row Python objects, memory bounded by the batch.
-
-The DSN is held in a :class:`Secret` (``repr`` shows ``***``); every message from the
-drivers passes through :func:`lake.storage.redact` with the DSN's password removed.
+``COPY`` into Arrow record batches: no per-row Python objects, memory bounded by the batch
+(see :mod:`lake.tables.pgconnect`). Registered as the ``postgres`` table source.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-import re
-import urllib.parse
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from lake.errors import LakeError, SourceError, SpecError
-from lake.storage import redact
+from lake.errors import SourceError, SpecError
+from lake.tables.pgconnect import (
+    APPLICATION_NAME,
+    Part,
+    PartQuery,
+    Secret,
+    read_part,
+    resolve_dsn,
+    source_error,
+)
+from lake.tables.source import SourcePlan
 
 if TYPE_CHECKING:
     import psycopg
-    import pyarrow as pa
 
     from lake.spec import Postgres, TableSource
 
-_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+-[0-9]+$")
 # Rows of heap per parallel part: big enough that a part's query costs far more than its
 # connection, small enough that parts balance over the workers.
 PART_BYTES = 128 * 2**20
-APPLICATION_NAME = "lake-build"
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A DSN that must never be printed."""
-
-    value: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def secrets(self) -> list[str]:
-        """The strings to strip from any message: the password and the whole DSN."""
-        found = [self.value] if self.value else []
-        try:
-            from psycopg.conninfo import conninfo_to_dict
-
-            password = conninfo_to_dict(self.value).get("password")
-        except Exception:
-            password = None
-        if isinstance(password, str) and password:
-            found.append(password)
-            found.append(urllib.parse.quote(password, safe=""))
-        return found
-
-    def redact(self, text: str) -> str:
-        return redact(text, self.secrets())
-
-    def adbc_uri(self) -> str:
-        """The DSN as a libpq URI (ADBC takes URIs only); empty means libpq's environment."""
-        from psycopg.conninfo import conninfo_to_dict
-
-        if self.value.startswith(("postgresql://", "postgres://")):
-            base = self.value
-        else:
-            params = {k: str(v) for k, v in conninfo_to_dict(self.value).items()}
-            base = "postgresql://" + ("?" + urllib.parse.urlencode(params) if params else "")
-        joiner = "&" if "?" in base else "?"
-        return f"{base}{joiner}application_name={APPLICATION_NAME}"
-
-
-def resolve_dsn(pg: Postgres, subject: str) -> Secret:
-    """The DSN named by ``dsn_env``; empty (libpq's environment and pgpass) when not named."""
-    if pg.dsn_env is None:
-        return Secret("")
-    value = os.environ.get(pg.dsn_env, "")
-    if not value.strip():
-        raise SpecError(
-            f"{subject}.postgres.dsn_env",
-            f"the environment variable {pg.dsn_env} is not set",
-            f"export {pg.dsn_env}=postgresql://USER@HOST:5432/DBNAME (keep the password in "
-            "~/.pgpass or PGPASSWORD, not in files)",
-        )
-    return Secret(value.strip())
+_NUMBERS = {"int2", "int4", "int8", "float4", "float8", "numeric"}
+_TIMES = {"date", "timestamp", "timestamptz"}
+_PARTITION_VALUES = {"int2", "int4", "int8", "text", "varchar", "bpchar", "bool", "date"}
+__all__ = ["Part", "PostgresReader", "Secret", "Session", "read_part"]
 
 
 @dataclass(frozen=True)
@@ -118,55 +70,12 @@ class Described:
         return next((c for c in self.columns if c.name == name), None)
 
 
-@dataclass(frozen=True)
-class Part:
-    index: int
-    sql: str
-
-
 def _quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 def quote_relation(name: str) -> str:
     return ".".join(_quote_name(p) for p in name.split("."))
-
-
-_RULES: list[tuple[tuple[str, ...], tuple[str, ...], str | None, str]] = [
-    # (SQLSTATEs, message fragments, problem (None: the server's own words), fix)
-    (("28P01",), ("password authentication failed",), "the server refused the password",
-     "check the password in the DSN's environment variable, PGPASSWORD or ~/.pgpass"),
-    (("28000", "3D000"), ('database "', 'role "'), None,
-     "check the user and database names in the DSN"),
-    (("25006",), ("read-only transaction", "data-modifying statement"),
-     "the query writes to the database; sources are read in read-only transactions",
-     "give a single SELECT (no INSERT, UPDATE, DELETE or writing functions)"),
-    (("42601",), ("syntax error",), "is not a single valid SELECT ({first})",
-     "give one SELECT statement, without a second statement after it"),
-    (("42P01",), (), None,
-     "check the schema and table name (names are quoted, so case-sensitive)"),
-    (("42703",), (), None, "check the column names in the spec and the query"),
-    (("42501",), (), None, "grant the build's user SELECT on the source"),
-    (("08001", "08006"), ("connect",), "cannot connect to the server ({first})",
-     "check host, port and that the server accepts connections from this machine"),
-]  # fmt: skip
-
-
-def source_error(label: str, exc: BaseException, secret: Secret) -> LakeError:
-    """Map a driver error to one message naming the source, the fault and the fix."""
-    text = secret.redact(str(exc)).strip()
-    state = getattr(exc, "sqlstate", None) or _sqlstate(text)
-    first = text.splitlines()[0] if text else type(exc).__name__
-    first = re.sub(r"^(?:IO|INVALID_STATE|INTERNAL|UNKNOWN): \[libpq\] ", "", first)
-    for states, fragments, problem, fix in _RULES:
-        if state in states or any(f in text for f in fragments):
-            return SourceError(label, (problem or "{first}").format(first=first), fix)
-    return SourceError(label, first, "check the source in the spec and the database")
-
-
-def _sqlstate(text: str) -> str | None:
-    match = re.search(r"SQLSTATE: ([0-9A-Z]{5})", text)
-    return match.group(1) if match else None
 
 
 class Session:
@@ -301,6 +210,7 @@ class Session:
                 )
             )
         base = sql.SQL("SELECT q.* FROM {} AS q").format(sql.SQL(described.select))
+        assert table.postgres is not None
         wanted = table.postgres.parts
 
         def compose(extra: list[sql.Composable]) -> str:
@@ -394,38 +304,138 @@ def _edges(low: Any, high: Any, n: int) -> list[Any]:
     return out
 
 
-def read_part(secret: Secret, snapshot: str, sql: str, label: str) -> Iterator[pa.RecordBatch]:
-    """Stream one part as Arrow batches inside the exported snapshot (worker side)."""
-    import adbc_driver_postgresql.dbapi as adbc
+def check_columns(described: Described, table: TableSource, subject: str) -> None:
+    """Every column the spec names exists and has a type the role needs."""
+    names = [c.name for c in described.columns]
+    known = ", ".join(names)
 
-    if snapshot and not _SNAPSHOT_ID.match(snapshot):
-        raise ValueError("malformed snapshot id")
-    try:
-        conn = adbc.connect(secret.adbc_uri(), autocommit=True)
-    except Exception as exc:
-        raise source_error(label, exc, secret) from None
-    try:
-        cur = conn.cursor()
-        try:
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if snapshot:
-                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            cur.execute(sql)
-            reader = cur.fetch_record_batch()
-            yield from reader
-            cur.execute("COMMIT")
-        except LakeError:
-            raise
-        except Exception as exc:
-            if "invalid snapshot identifier" in str(exc):
-                raise SourceError(
-                    label,
-                    "the coordinator's snapshot is gone (its session ended during the read)",
-                    "rerun the build; keep the machine running `lake build` connected to the "
-                    "server until it finishes",
-                ) from None
-            raise source_error(label, exc, secret) from None
-        finally:
-            cur.close()
-    finally:
-        conn.close()
+    def need(column: str, field_name: str, types: set[str] | None, what: str) -> None:
+        found = described.column(column)
+        if found is None:
+            raise SourceError(
+                f"{described.label}",
+                f"has no column {column!r} (named by {subject}.{field_name})",
+                f"name one of its columns: {known}",
+            )
+        if types is not None and found.type_name not in types:
+            raise SpecError(
+                f"{subject}.{field_name}",
+                f"column {column!r} is of type {found.type_name}, not {what}",
+                f"name a {what} column",
+            )
+
+    geo = table.geometry
+    if geo.column is not None:
+        need(geo.column, "geometry.column", {"geometry", "geography"}, "PostGIS geometry")
+    else:
+        assert geo.lon is not None and geo.lat is not None
+        need(geo.lon, "geometry.lon", _NUMBERS, "number")
+        need(geo.lat, "geometry.lat", _NUMBERS, "number")
+        for reserved in ("geometry", "bbox"):
+            if reserved in names:
+                raise SpecError(
+                    f"{subject}.geometry",
+                    f"the source already has a column {reserved!r}, which the lake adds",
+                    f"rename it in a query ({reserved} AS source_{reserved})",
+                )
+    for kind, arg in table.partitions:
+        if kind == "year":
+            need(arg, "partition_by", _TIMES, "date or timestamp")
+        elif kind == "column":
+            need(arg, "partition_by", _PARTITION_VALUES, "integer, text, boolean or date")
+    if table.time:
+        need(table.time, "time", _TIMES, "date or timestamp")
+    if table.incremental is not None:
+        need(table.incremental.column, "incremental.column",
+             _TIMES | {"int2", "int4", "int8"}, "timestamp, date or integer")  # fmt: skip
+        for key in table.incremental.key or []:
+            need(key, "incremental.key", None, "")
+    if table.postgres is not None and table.postgres.split_by is not None:
+        need(table.postgres.split_by, "postgres.split_by",
+             _TIMES | {"int2", "int4", "int8"}, "integer, date or timestamp")  # fmt: skip
+
+
+def _srid(session: Session, described: Described, column: str) -> tuple[int | None, bool]:
+    from psycopg import sql
+
+    found = described.column(column)
+    assert found is not None
+    geography = found.type_name == "geography"
+    query = sql.SQL("SELECT ST_SRID(q.{c}) FROM {s} AS q WHERE q.{c} IS NOT NULL LIMIT 1").format(
+        c=sql.Identifier(column), s=sql.SQL(described.select)
+    )
+    rows = session.fetch(query)
+    srid = int(rows[0][0]) if rows and rows[0][0] else None
+    if geography and not srid:
+        srid = 4326
+    return (srid or None), geography
+
+
+@dataclass(frozen=True)
+class PostgresReader:
+    """A table or one read-only query of a PostgreSQL database (``table: {postgres: ...}``)."""
+
+    dataset: str
+    table: TableSource
+    secret: Secret
+
+    @classmethod
+    def from_spec(cls, dataset_id: str, table: TableSource) -> PostgresReader:
+        assert table.postgres is not None
+        return cls(dataset_id, table, resolve_dsn(table.postgres, _subject(dataset_id)))
+
+    @property
+    def label(self) -> str:
+        pg = self.table.postgres
+        assert pg is not None
+        return f"table {pg.table}" if pg.table else f"query of {self.dataset}"
+
+    @contextlib.contextmanager
+    def open(self, watermark: Any, workers: int) -> Iterator[SourcePlan]:
+        spec = self.table
+        pg = spec.postgres
+        assert pg is not None
+        subject = _subject(self.dataset)
+        with Session(self.secret, self.label) as session:
+            described = session.describe(pg)
+            check_columns(described, spec, subject)
+            key: list[str] = []
+            if spec.incremental is not None:
+                key = list(spec.incremental.key or described.primary_key)
+                if not key:
+                    raise SpecError(
+                        f"{subject}.incremental.key",
+                        f"{described.label} has no primary key to recognise an updated row",
+                        "name the columns identifying a row in `incremental.key`",
+                    )
+            srid, geography = None, False
+            if spec.geometry.column is not None:
+                srid, geography = _srid(session, described, spec.geometry.column)
+            numeric = {
+                c.name: (c.precision, c.scale or 0) if c.precision and c.precision <= 38 else None
+                for c in described.columns
+                if c.type_name == "numeric"
+            }
+            parts = session.plan_parts(described, spec, watermark, workers)
+            summary = f"{described.label}, {len(described.columns)} columns"
+            if described.heap_bytes:
+                summary += f", {described.heap_bytes / 1e6:.0f} MB heap"
+            yield SourcePlan(
+                label=described.label,
+                summary=summary,
+                parts=parts,
+                reader=PartQuery(self.secret, session.snapshot, self.label),
+                key=key,
+                srid=srid,
+                geography=geography,
+                numeric=numeric,
+                record={
+                    "kind": "table" if pg.table else "query",
+                    "table": pg.table,
+                    "crs_srid": srid,
+                },
+            )
+
+
+def _subject(dataset_id: str) -> str:
+    return f"datasets[{dataset_id}].table"

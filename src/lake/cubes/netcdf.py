@@ -6,7 +6,7 @@ attributes that decode them (``scale_factor``, ``add_offset``, ``_FillValue``,
 source: bit for bit, at the source's size. The one exception is packing with float32
 attributes, which JSON cannot carry: those variables are stored decoded (see
 :func:`_unpack_float32_packing`). Only time is decoded here, because it is re-encoded
-as integers with the cube's own units (see :func:`lake.timeaxis.choose_time_units`).
+as integers with the cube's own units (see :func:`lake.cubes.timeaxis.choose_time_units`).
 
 Coordinates are normalised to ``time``, ``depth``, ``latitude`` and ``longitude`` (found by
 ``axis``, ``standard_name`` or well-known names), keeping their attributes. NetCDF character
@@ -15,7 +15,6 @@ arrays become UTF-8 strings (Zarr v3 has no standard fixed-length bytes type).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,13 +23,15 @@ import fsspec
 import numpy as np
 import xarray as xr
 
+from lake.cubes.source import SourceFile, VariableSchema, digest
 from lake.errors import SourceError
 from lake.storage import is_local, redact
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from lake.sources.index import SourceIndex
+    from lake.cubes.index import SourceIndex
+    from lake.spec import CubeSource
 
 CANONICAL = ("time", "depth", "latitude", "longitude")
 _AXIS = {"T": "time", "Z": "depth", "Y": "latitude", "X": "longitude"}
@@ -227,43 +228,6 @@ def list_sources(
     return dict(sorted(found.items()))
 
 
-def digest(values: np.ndarray) -> str:
-    arr = np.ascontiguousarray(values)
-    h = hashlib.sha1(f"{arr.dtype.str}{arr.shape}".encode())
-    if arr.dtype.kind in "OT":
-        h.update("\x00".join(map(str, arr.ravel())).encode())
-    else:
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class VariableSchema:
-    """What must agree between files for a variable to be concatenated."""
-
-    dims: tuple[str, ...]
-    shape: tuple[int, ...]  # with the time dimension's length set to 0
-    dtype: str
-    packing: tuple[tuple[str, str], ...]
-    source_name: str = field(default="", compare=False)
-    """The variable's name in the file, before normalisation."""
-    direct: bool = field(default=False, compare=False)
-    """Stored exactly as in the file (numeric, not decoded here): readable without xarray."""
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """What one scan of a source file learned: enough to plan without reopening it."""
-
-    url: str
-    times: np.ndarray
-    time_units: str
-    calendar: str
-    variables: dict[str, VariableSchema]
-    statics: dict[str, str] = field(default_factory=dict)  # name -> digest
-    size: int = 0  # bytes on storage
-
-
 def _size_of(url: str, storage_options: Mapping[str, Any] | None) -> int:
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     return int(fs.size(path))
@@ -287,7 +251,7 @@ def scan_file(
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
     size: int | None = None,
-) -> FileInfo:
+) -> SourceFile:
     """Open ``url`` and record its times, variable schema and static-variable digests
     (``size``: its size in bytes, if its listing already gave it)."""
     ds = open_netcdf(url, storage_options)
@@ -352,7 +316,7 @@ def scan_file(
                     f"has no time-dependent variable(s) {', '.join(missing)}",
                     "correct the spec's `variables` list",
                 )
-        return FileInfo(
+        return SourceFile(
             url=url,
             times=times,
             time_units=str(enc.get("units", "")),
@@ -369,7 +333,7 @@ def scan_files(
     files: Sequence[tuple[str, int | None]],
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
-) -> list[FileInfo]:
+) -> list[SourceFile]:
     """:func:`scan_file` over several ``(url, size)`` (one task for many small files)."""
     return [scan_file(url, storage_options, variables, size) for url, size in files]
 
@@ -474,3 +438,32 @@ def read_block(
             "restore the missing source files or delete the cube to rebuild it",
         )
     return out
+
+
+@dataclass(frozen=True)
+class NetcdfReader:
+    """CF NetCDF-3/NetCDF-4 files named by globs, lists or fsspec URLs (``cube: {netcdf: ...}``).
+
+    Registered as the ``netcdf`` cube source in :mod:`lake.registry`.
+    """
+
+    patterns: tuple[str, ...]
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    variables: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_spec(cls, cube: CubeSource) -> NetcdfReader:
+        variables = tuple(cube.variables) if cube.variables is not None else None
+        return cls(tuple(cube.patterns), dict(cube.storage_options), variables)
+
+    def list_files(self) -> dict[str, dict[str, Any] | None]:
+        return list_sources(self.patterns, self.storage_options)
+
+    def scan(self, files: Sequence[tuple[str, int | None]]) -> list[SourceFile]:
+        return scan_files(files, self.storage_options, self.variables)
+
+    def open(self, url: str) -> xr.Dataset:
+        return open_netcdf(url, self.storage_options)
+
+    def read(self, index: SourceIndex, name: str, region: Mapping[str, slice]) -> np.ndarray:
+        return read_block(index, name, region, self.storage_options)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from lake.sources.netcdf import FileInfo, VariableSchema
+from lake.cubes.source import SourceFile, VariableSchema
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SCANS = ".source-scans.jsonl.gz"
 FORMAT = "lake-source-scans/1"
-"""Change it whenever :func:`lake.sources.netcdf.scan_file` learns something new."""
+"""Change it whenever :func:`lake.cubes.netcdf.scan_file` learns something new."""
 
 # Listing fields that change whenever an object's or a file's content does, best first.
 _VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated")
@@ -80,11 +80,11 @@ class ScanRecord:
     """The scans a build may reuse, by :attr:`Listed.key`."""
 
     variables: list[str] | None
-    infos: dict[str, FileInfo]
+    infos: dict[str, SourceFile]
 
-    def reuse(self, files: Sequence[Listed]) -> tuple[dict[str, FileInfo], list[Listed]]:
+    def reuse(self, files: Sequence[Listed]) -> tuple[dict[str, SourceFile], list[Listed]]:
         """The scans to reuse, by URL, and the files to scan."""
-        reused: dict[str, FileInfo] = {}
+        reused: dict[str, SourceFile] = {}
         rescan: list[Listed] = []
         for file in files:
             info = self.infos.get(file.key) if file.key else None
@@ -119,7 +119,7 @@ def read(root: Root, dataset: str, variables: Sequence[str] | None) -> ScanRecor
 
 
 def write(root: Root, dataset: str, record: ScanRecord, files: Iterable[Listed],
-          infos: Mapping[str, FileInfo]) -> bool:  # fmt: skip
+          infos: Mapping[str, SourceFile]) -> bool:  # fmt: skip
     """Record the scans of ``files`` (``infos`` by URL) unless the record already holds
     exactly these; True if it was written."""
     entries = {f.key: infos[f.url] for f in files if f.key and f.url in infos}
@@ -132,7 +132,7 @@ def write(root: Root, dataset: str, record: ScanRecord, files: Iterable[Listed],
     return True
 
 
-def _info_doc(info: FileInfo) -> dict[str, Any]:
+def _info_doc(info: SourceFile) -> dict[str, Any]:
     return {
         "times": _times_doc(info.times),
         "time_units": info.time_units,
@@ -143,8 +143,8 @@ def _info_doc(info: FileInfo) -> dict[str, Any]:
     }
 
 
-def _info_from(doc: dict[str, Any]) -> FileInfo:
-    return FileInfo(
+def _info_from(doc: dict[str, Any]) -> SourceFile:
+    return SourceFile(
         url="",
         times=_times_from(doc["times"]),
         time_units=doc["time_units"],

@@ -29,7 +29,8 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from lake.errors import TargetError
-from lake.table import FileInfo, item_name
+from lake.tables.files import TableFile
+from lake.tables.partitions import item_name
 
 if TYPE_CHECKING:
     from collections.abc import Set
@@ -43,7 +44,7 @@ FORMAT = "lake-table/1"
 @dataclass
 class Manifest:
     dataset: str
-    files: list[FileInfo] = field(default_factory=list)
+    files: list[TableFile] = field(default_factory=list)
     watermark: Any = None
     watermark_column: str | None = None
     key: list[str] = field(default_factory=list)
@@ -81,7 +82,7 @@ class Manifest:
         mark = doc.get("watermark") or {}
         return cls(
             dataset=doc["dataset"],
-            files=[FileInfo.from_json(f) for f in doc.get("files", [])],
+            files=[TableFile.from_json(f) for f in doc.get("files", [])],
             watermark=decode_value(mark) if mark else None,
             watermark_column=mark.get("column"),
             key=list(doc.get("key") or []),
@@ -93,7 +94,7 @@ class Manifest:
         )
 
 
-def file_order(info: FileInfo) -> tuple[str, str]:
+def file_order(info: TableFile) -> tuple[str, str]:
     """The order of a manifest's files: by item (partition) id, then path."""
     return item_name(info.key), info.path
 
@@ -110,13 +111,13 @@ class ManifestStream:
     root: Root
     dataset: str
 
-    def files(self) -> Iterator[FileInfo]:
+    def files(self) -> Iterator[TableFile]:
         """The files, one at a time, in the order they are listed (one more read)."""
         import ijson
 
         with self.root.fs().open(self.root.path(self.dataset, MANIFEST), "rb") as handle:
             for doc in ijson.items(handle, "files.item", use_float=True):
-                yield FileInfo.from_json(doc)
+                yield TableFile.from_json(doc)
 
 
 def stream_manifest(root: Root, dataset: str) -> ManifestStream | None:

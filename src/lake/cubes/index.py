@@ -14,7 +14,7 @@ from lake.storage import redact
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from lake.sources.netcdf import FileInfo, VariableSchema
+    from lake.cubes.source import SourceFile, VariableSchema
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SourceIndex:
         return out
 
 
-def index_sources(infos: Sequence[FileInfo], axis: np.ndarray | None = None) -> SourceIndex:
+def index_sources(infos: Sequence[SourceFile], axis: np.ndarray | None = None) -> SourceIndex:
     """Check that the files form one cube and order them along time.
 
     Rule for overlaps: they are reported, never resolved silently. Two files that share a
@@ -89,7 +89,7 @@ def index_sources(infos: Sequence[FileInfo], axis: np.ndarray | None = None) -> 
     )
 
 
-def _check_same_grid(ref: FileInfo, info: FileInfo) -> None:
+def _check_same_grid(ref: SourceFile, info: SourceFile) -> None:
     shown = redact(info.url)
     fix = "build files with different grids or variables as separate datasets"
     if info.calendar != ref.calendar:

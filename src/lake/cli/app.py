@@ -1,4 +1,4 @@
-"""The ``lake`` command line.
+"""The ``lake`` command line: a thin wrapper over the public API (:mod:`lake.api`).
 
 Exit codes: 0 success; 1 unexpected failure; 2 invalid spec or arguments; 3 a source cannot
 be read or is inconsistent; 4 the target cannot be written or extended.
@@ -7,22 +7,12 @@ be read or is inconsistent; 4 the target cannot be written or extended.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from lake.errors import ExitCode, LakeError
@@ -30,8 +20,9 @@ from lake.storage import Root, redact, secret_values
 
 if TYPE_CHECKING:
     from lake.flows.cubes import CubeResult
-    from lake.flows.tables import TableResult
-    from lake.spec import Dataset, Spec
+    from lake.report import Report
+    from lake.spec import Spec
+    from lake.tables.plan import TableResult
 
 app = typer.Typer(
     add_completion=False,
@@ -67,18 +58,9 @@ def _lake_root(root: str, endpoint_url: str | None) -> Root:
     return Root(root, {"endpoint_url": endpoint_url} if endpoint_url else {})
 
 
-def _load(spec: Path, only: str | None) -> tuple[Spec, list[Dataset], Root]:
-    """The spec (checked for what the catalogue needs), the datasets to build, the root."""
-    from lake.spec import load_spec
-
-    parsed = load_spec(spec)
-    parsed.check_catalogue(str(spec))
-    datasets = [parsed.dataset(only)] if only else list(parsed.datasets)
-    return parsed, datasets, Root(parsed.root, parsed.storage_options)
-
-
-def _exit_on_problems(problems: Sequence[object], checked: str) -> None:
+def _exit_on_problems(report: Report, checked: str) -> None:
     """Print each problem (it names its object) and exit 3 if there is any."""
+    problems = report.problems
     for problem in problems:
         out.print(escape(str(problem)), highlight=False)
     if problems:
@@ -130,52 +112,24 @@ def run_build(
         from lake.flows.processes import start_worker_server
 
         start_worker_server()  # its imports and ours proceed side by side
-    if dry_run:
-        _dry_run(spec, only, scheduler, workers, full_refresh)
-        return
-    from lake.flows.cluster import dask_client
+    import lake.api
 
     parsed: Spec | None = None
     try:
-        parsed, datasets, root = _load(spec, only)
-        root.check_writable()
-        results = []
-        # The catalogue is written in a thread while the cluster shuts down: it needs
-        # only the storage, and shutting worker processes down is mostly waiting.
-        with (
-            ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
-            dask_client(scheduler, workers, _preload(datasets), _import_flows) as client,
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=not err.is_terminal,
-            ) as bar,
-        ):
-            tasks: dict[str, TaskID] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            from lake.flows.cubes import build_cube
-            from lake.flows.tables import build_table, tidy_table
-            from lake.stac.catalog import write_catalogue
-
-            for dataset in datasets:
-                if dataset.cube is not None:
-                    results.append(_cube_row(build_cube(client, root, dataset, progress)))
-                else:
-                    table_result = build_table(client, root, dataset, progress, full_refresh)
-                    results.append(_table_row(table_result))
-            writing = pool.submit(write_catalogue, root, parsed, only=[d.id for d in datasets])
-        catalogue = writing.result()
-        for dataset in datasets:
-            if dataset.table is not None:
-                tidy_table(root, dataset.id)
+        parsed = lake.api.load_spec(spec)
+        parsed.check_catalogue(str(spec))
+        if dry_run:
+            plans = lake.api.plan(parsed, only=only, scheduler=scheduler, workers=workers,
+                                  full_refresh=full_refresh)  # fmt: skip
+            root = Root(parsed.root, parsed.storage_options)
+            out.print(f"lake build --dry-run: {root.display} (nothing written)", highlight=False)
+            for p in plans:
+                out.print(f"\n{p.id} ({p.kind})\n  source:      {p.source}\n"
+                          f"  would read:  {p.read}\n  would write: {p.write}",
+                          highlight=False)  # fmt: skip
+            return
+        report = lake.api.build(parsed, only=only, scheduler=scheduler, workers=workers,
+                                full_refresh=full_refresh, progress=True)  # fmt: skip
     except LakeError as exc:
         _fail(exc)
     except Exception as exc:
@@ -191,15 +145,16 @@ def run_build(
         )
         raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
-    table = Table(title=f"lake build: {root.display}")
+    table = Table(title=f"lake build: {report.root}")
     for column in ("dataset", "read", "bytes in", "size on storage", "holds", "change",
                    "seconds"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("dataset", "change") else "right")
-    for row in results:
-        table.add_row(*row)
+    for d in report.datasets:
+        table.add_row(*(_cube_row(d.detail) if d.kind == "cube" else _table_row(d.detail)))
     out.print(table)
+    catalogue = report.catalogue
     out.print(
-        f"catalogue: {root.display}/catalog.json, {catalogue.collections} collection(s) "
+        f"catalogue: {report.root}/catalog.json, {catalogue.collections} collection(s) "
         f"refreshed, {catalogue.items} items ({catalogue.written} written, "
         f"{catalogue.removed} removed)",
         highlight=False,
@@ -216,15 +171,14 @@ def validate(
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """Check every catalogue document and GeoParquet file against the official schemas."""
-    from lake.stac.validate import Schemas, validate_lake
+    import lake.api
 
     try:
-        lake = _lake_root(root, endpoint_url)
-        count, problems = validate_lake(lake, Schemas(schemas))
+        report = lake.api.validate(_lake_root(root, endpoint_url), schemas)
     except LakeError as exc:
         _fail(exc)
-    _exit_on_problems(problems, f"{count} documents and files")
-    out.print(f"{count} documents and files valid", highlight=False)
+    _exit_on_problems(report, f"{report.objects} documents and files")
+    out.print(f"{report.objects} documents and files valid", highlight=False)
 
 
 def _cube_row(r: CubeResult) -> list[str]:
@@ -252,60 +206,18 @@ def _table_row(r: TableResult) -> list[str]:
     ]  # fmt: skip
 
 
-def _preload(datasets: list[Dataset]) -> list[str]:
-    """The flow modules a build's workers need, imported as they start."""
-    kinds = {"cubes" if d.cube is not None else "tables" for d in datasets}
-    return [f"lake.flows.{kind}" for kind in sorted(kinds)]
-
-
-def _import_flows() -> None:
-    """The build's own heavy imports (xarray, zarr, pyarrow, matplotlib), while the cluster
-    starts."""
-    import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
-    import matplotlib.figure  # noqa: F401  (the thumbnails, drawn after the builds)
-
-    import lake.flows.cubes
-    import lake.flows.tables
-    import lake.stac.catalog  # noqa: F401
-
-
-def _dry_run(
-    spec: Path, only: str | None, scheduler: str | None, workers: int | None, full_refresh: bool
-) -> None:
-    from lake.flows.cluster import dask_client
-
-    try:
-        _, datasets, root = _load(spec, only)
-        rows = []
-        with dask_client(scheduler, workers, _preload(datasets), _import_flows) as client:
-            from lake.flows.cubes import dry_run_cube
-            from lake.flows.tables import dry_run_table
-
-            for dataset in datasets:
-                if dataset.cube is not None:
-                    rows.append(dry_run_cube(client, root, dataset))
-                else:
-                    rows.append(dry_run_table(client, root, dataset, full_refresh))
-    except LakeError as exc:
-        _fail(exc)
-    out.print(f"lake build --dry-run: {root.display} (nothing written)", highlight=False)
-    for dataset_id, kind, source, read, write in rows:
-        out.print(f"\n{dataset_id} ({kind})\n  source:      {source}\n"
-                  f"  would read:  {read}\n  would write: {write}", highlight=False)  # fmt: skip
-
-
 @app.command()
 def verify(
     root: Annotated[str, typer.Argument(help="The lake's root folder or URL.")],
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """Re-read every asset: exists, size and checksum, opens, counts and shapes match."""
-    from lake.verify import verify_lake
+    import lake.api
 
-    report = verify_lake(_lake_root(root, endpoint_url))
+    report = lake.api.verify(_lake_root(root, endpoint_url))
     for note in report.notes:
         out.print(f"note: {escape(note)}", highlight=False)
-    _exit_on_problems(report.problems, f"{report.objects} objects checked")
+    _exit_on_problems(report, f"{report.objects} objects checked")
     out.print(f"{report.objects} objects verified", highlight=False)
 
 
@@ -315,14 +227,14 @@ def list_datasets(
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """List the lake's datasets: kind, items, size, extents, last update."""
-    from lake.stac.listing import list_lake
+    import lake.api
 
     try:
-        lake = _lake_root(root, endpoint_url)
-        entries = list_lake(lake)
+        lake_root = _lake_root(root, endpoint_url)
+        entries = lake.api.ls(lake_root)
     except LakeError as exc:
         _fail(exc)
-    table = Table(title=f"lake: {lake.display}")
+    table = Table(title=f"lake: {lake_root.display}")
     for column in ("dataset", "kind", "items", "rows", "size", "bbox", "time", "updated"):
         table.add_column(column, justify="right" if column in ("items", "rows", "size") else "left")
     for e in entries:
@@ -377,8 +289,9 @@ def demo(
     import tempfile
     import time
 
+    import lake.api
     from lake import demo as d
-    from lake.stac.validate import CORE, Schemas, validate_lake
+    from lake.stac.validate import CORE, Schemas
 
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -401,13 +314,11 @@ def demo(
         out.print(f"4/4 validation skipped: the schemas cannot be fetched ({exc}); run "
                   f"`lake validate {folder}/lake --schemas FOLDER` with a local copy")  # fmt: skip
     else:
-        count, problems = validate_lake(Root(str(folder / "lake")), checker)
-        _exit_on_problems(problems, f"{count} documents and files")
-        out.print(f"4/4 {count} catalogue documents and GeoParquet files valid")
-    from lake.verify import verify_lake
-
-    report = verify_lake(Root(str(folder / "lake")))
-    _exit_on_problems(report.problems, f"{report.objects} objects checked")
+        valid = lake.api.validate(str(folder / "lake"), schemas)
+        _exit_on_problems(valid, f"{valid.objects} documents and files")
+        out.print(f"4/4 {valid.objects} catalogue documents and GeoParquet files valid")
+    report = lake.api.verify(str(folder / "lake"))
+    _exit_on_problems(report, f"{report.objects} objects checked")
     out.print(f"    {report.objects} objects verified (sizes, checksums, counts, shapes)")
     out.print(d.how_to_read(folder), highlight=False)
     out.print(f"demo finished in {time.perf_counter() - started:.0f} s", highlight=False)
@@ -436,8 +347,5 @@ def main() -> None:
         err.print(f"error: {redact(str(exc))}")
         sys.exit(int(exc.exit_code))
 
-
-if __name__ == "__main__":
-    main()
 
 __all__ = ["ExitCode", "app", "main"]

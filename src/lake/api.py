@@ -1,0 +1,261 @@
+"""The public Python API: build, plan, verify, validate and list a lake.
+
+The ``lake`` command line is a thin wrapper over these functions; notebooks and pipelines
+(Airflow, Prefect, Digital Twin workflows) call them directly::
+
+    import lake
+    report = lake.build("lake.yaml")             # or a Spec from lake.load_spec
+    for d in report.datasets:
+        print(d.id, d.kind, d.read, d.added, f"{d.seconds:.1f} s")
+    assert lake.verify(report.root).ok
+
+Errors are exceptions: a :class:`lake.errors.LakeError` subclass names the input, the fault
+and the fix (``SpecError``, ``SourceError``, ``TargetError``); nothing is half-published.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lake.report import DatasetReport
+from lake.spec import Spec, load_spec
+from lake.storage import Root
+
+if TYPE_CHECKING:
+    from lake.report import Report
+    from lake.spec import Dataset
+    from lake.stac.catalog import CatalogueResult
+    from lake.stac.listing import DatasetListing
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)`` while a build's tasks finish."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What :func:`build` did: per dataset, the catalogue, the whole time."""
+
+    root: str
+    """The lake's root URL (credentials removed)."""
+    datasets: list[DatasetReport]
+    catalogue: CatalogueResult
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What a build of one dataset would read and write (:func:`plan`)."""
+
+    id: str
+    kind: str
+    source: str
+    read: str
+    write: str
+
+
+def _spec(spec_or_path: Spec | str | Path) -> tuple[Spec, str]:
+    if isinstance(spec_or_path, Spec):
+        return spec_or_path, "spec"
+    return load_spec(spec_or_path), str(spec_or_path)
+
+
+def _root(root: Root | str, storage_options: dict[str, Any] | None) -> Root:
+    return root if isinstance(root, Root) else Root(str(root), dict(storage_options or {}))
+
+
+def _selected(spec: Spec, only: str | Sequence[str] | None) -> list[Dataset]:
+    if only is None:
+        return list(spec.datasets)
+    return [spec.dataset(i) for i in ([only] if isinstance(only, str) else only)]
+
+
+def _start_workers(scheduler: str | None) -> None:
+    if scheduler is None:
+        from lake.flows.processes import start_worker_server
+
+        start_worker_server()  # the workers' imports and ours proceed side by side
+
+
+def _preload(datasets: list[Dataset]) -> list[str]:
+    """The flow modules a build's workers need, imported as they start."""
+    from lake.flows import FLOW_MODULES
+
+    return sorted({FLOW_MODULES[d.kind] for d in datasets})
+
+
+def _import_flows() -> None:
+    """The build's own heavy imports (xarray, zarr, pyarrow, matplotlib), while the cluster
+    starts."""
+    import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
+    import matplotlib.figure  # noqa: F401  (the thumbnails, drawn after the builds)
+
+    import lake.flows.cubes
+    import lake.flows.tables
+    import lake.stac.catalog  # noqa: F401
+
+
+@contextmanager
+def _progress_bar(progress: bool | Progress) -> Iterator[Progress]:
+    """A rich progress bar on stderr for ``True``, the caller's callable, or nothing."""
+    from lake.flows.gather import quiet
+
+    if callable(progress):
+        yield progress
+        return
+    if not progress:
+        yield quiet
+        return
+    import sys
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    with Bar(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=not console.is_terminal,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def show(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield show
+
+
+def build(
+    spec_or_path: Spec | str | Path,
+    *,
+    only: str | Sequence[str] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    full_refresh: bool = False,
+    progress: bool | Progress = True,
+) -> BuildReport:
+    """Build or update the lake of a spec: every dataset (or ``only`` those), then the
+    catalogue, then tidy what the catalogue no longer points at.
+
+    ``scheduler``: the address of an existing Dask scheduler (default: a local cluster of
+    ``workers`` processes, one per core). ``full_refresh``: rebuild tables from the whole
+    source. ``progress``: a progress bar on stderr, False for none, or a callable
+    ``(stage, done, total)``. Raises :class:`lake.errors.LakeError` on bad input.
+    """
+    _start_workers(scheduler)
+    started = time.perf_counter()
+    spec, source = _spec(spec_or_path)
+    spec.check_catalogue(source)
+    datasets = _selected(spec, only)
+    root = Root(spec.root, spec.storage_options)
+    root.check_writable()
+
+    from lake.flows.cluster import dask_client
+
+    reports: list[DatasetReport] = []
+    # The catalogue is written in a thread while the cluster shuts down: it needs only
+    # the storage, and shutting worker processes down is mostly waiting.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
+        dask_client(scheduler, workers, _preload(datasets), _import_flows) as client,
+        _progress_bar(progress) as show,
+    ):
+        from lake.flows import flow_of
+        from lake.stac.catalog import write_catalogue
+
+        for dataset in datasets:
+            result = flow_of(dataset).build(client, root, dataset, show, full_refresh)
+            reports.append(result.report())
+        writing = pool.submit(write_catalogue, root, spec, only=[d.id for d in datasets])
+    catalogue = writing.result()
+    # Only now may a dataset drop what the catalogue pointed at before (a table's
+    # replaced files): the published catalogue points at the new version.
+    for dataset in datasets:
+        flow_of(dataset).tidy(root, dataset.id)
+    return BuildReport(root.display, reports, catalogue, time.perf_counter() - started)
+
+
+def plan(
+    spec_or_path: Spec | str | Path,
+    *,
+    only: str | Sequence[str] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    full_refresh: bool = False,
+) -> list[DatasetPlan]:
+    """What :func:`build` would read and write, per dataset (the dry run: writes nothing).
+
+    Scans new source files on the cluster and describes table sources; reads nothing else.
+    """
+    _start_workers(scheduler)
+    spec, source = _spec(spec_or_path)
+    spec.check_catalogue(source)
+    datasets = _selected(spec, only)
+    root = Root(spec.root, spec.storage_options)
+    from lake.flows.cluster import dask_client
+
+    rows = []
+    with dask_client(scheduler, workers, _preload(datasets), _import_flows) as client:
+        from lake.flows import flow_of
+
+        for dataset in datasets:
+            rows.append(flow_of(dataset).dry_run(client, root, dataset, full_refresh))
+    return [DatasetPlan(*row) for row in rows]
+
+
+def verify(root: Root | str, storage_options: dict[str, Any] | None = None) -> Report:
+    """Re-read every asset of the lake at ``root``: exists, size and checksum, opens, counts
+    and shapes match. ``Report.ok`` is False when there is any problem."""
+    from lake.stac.verify import verify_lake
+
+    return verify_lake(_root(root, storage_options))
+
+
+def validate(
+    root: Root | str,
+    schemas: str | Path | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Report:
+    """Check every catalogue document and GeoParquet file against the official schemas
+    (fetched from their URLs, or read from ``schemas``: a folder with ``index.json``)."""
+    from lake.report import Report
+    from lake.stac.validate import Schemas, validate_lake
+
+    count, problems = validate_lake(
+        _root(root, storage_options), Schemas(Path(schemas) if schemas else None)
+    )
+    return Report(objects=count, problems=list(problems))
+
+
+def ls(root: Root | str, storage_options: dict[str, Any] | None = None) -> list[DatasetListing]:
+    """The lake's datasets (kind, items, rows, size, extents, last update), from its
+    catalogue."""
+    from lake.stac.listing import list_lake
+
+    return list_lake(_root(root, storage_options))
+
+
+__all__ = [
+    "BuildReport",
+    "DatasetPlan",
+    "DatasetReport",
+    "build",
+    "load_spec",
+    "ls",
+    "plan",
+    "validate",
+    "verify",
+]

@@ -1,0 +1,5 @@
+"""``python -m lake.cli``."""
+
+from lake.cli.app import main
+
+main()

@@ -1,0 +1,157 @@
+"""Shard-aligned block writes of a cube layout, run on Dask workers.
+
+:func:`write_block` writes one shard-aligned block of one variable straight into the target
+through an :class:`ArrayRef` that carries the *new* metadata (rendered by
+:mod:`lake.cubes.template`), so chunks beyond the published shape can be written before it
+changes. The values come from a :class:`Feed`: the source files, or another layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import zarr
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from lake.cubes.index import SourceIndex
+    from lake.cubes.source import CubeReader
+    from lake.storage import Root
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """One array of a layout, opened with given metadata (possibly not yet published)."""
+
+    root: Root
+    group: str
+    name: str
+    metadata: dict[str, Any]
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(self.metadata["dimension_names"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.metadata["shape"])
+
+    def open(self) -> zarr.Array[Any]:
+        from zarr.core.array import AsyncArray
+        from zarr.core.array_spec import ArrayConfigParams
+        from zarr.core.metadata import ArrayV3Metadata
+        from zarr.storage import StorePath
+
+        store = self.root.zarr_store(self.group)
+        meta = ArrayV3Metadata.from_dict(dict(self.metadata))
+        # Blocks are written whole: skip zarr's all-fill test of every inner chunk (a full
+        # extra pass over the data, 7% of a build's time, measured); an all-fill inner
+        # chunk compresses to a few bytes anyway.
+        config: ArrayConfigParams = {"write_empty_chunks": True}
+        return zarr.Array(AsyncArray(meta, StorePath(store, self.name), config=config))
+
+
+def _selection(dims: Sequence[str], region: Mapping[str, slice]) -> tuple[slice, ...]:
+    return tuple(region.get(d, slice(None)) for d in dims)
+
+
+class Feed(Protocol):
+    """Where new values of a block come from."""
+
+    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SourceFeed:
+    """Reads the source files of a block through the dataset's source reader."""
+
+    reader: CubeReader
+    index: SourceIndex
+
+    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray:
+        return self.reader.read(self.index, name, region)
+
+
+@dataclass(frozen=True)
+class ZarrFeed:
+    """Reads another layout (the maps layout feeds the time-series layout)."""
+
+    arrays: dict[str, ArrayRef]
+
+    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray:
+        ref = self.arrays[name]
+        return np.asarray(ref.open()[_selection(ref.dims, region)])
+
+
+def fast_codecs() -> dict[str, Any]:
+    """Zarr configuration for the Rust codec pipeline of ``zarrs``, when it is installed.
+
+    It encodes and decodes the same bytes as zarr-python's own pipeline with 40% less CPU
+    (measured on a maps shard), which is most of a build's cost.
+    """
+    try:
+        import zarrs  # noqa: F401
+    except ImportError:  # pragma: no cover - zarrs is a dependency; keep working without it
+        return {}
+    return {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
+
+
+def write_block(
+    target: ArrayRef,
+    region: Mapping[str, slice],
+    feed: Feed,
+    committed: ArrayRef | None = None,
+    published_ntime: int = 0,
+) -> int:
+    """Write one shard-aligned block; return the uncompressed bytes written.
+
+    Time steps before ``published_ntime`` come from the ``committed`` array (the last partial
+    shard is rewritten whole, its published part unchanged); later ones from ``feed``.
+    """
+    rewrites_published = committed is not None and region["time"].start < published_ntime
+    if rewrites_published and target.root.local:
+        # zarrs writes local files in place (truncate, then write): a build killed mid-write
+        # would tear a shard readers use. zarr-python writes a temporary file and renames
+        # it, so the published shard is either the old one or the new one.
+        return _write_block(target, region, feed, committed, published_ntime)
+    with zarr.config.set(fast_codecs()):
+        return _write_block(target, region, feed, committed, published_ntime)
+
+
+def _write_block(
+    target: ArrayRef,
+    region: Mapping[str, slice],
+    feed: Feed,
+    committed: ArrayRef | None,
+    published_ntime: int,
+) -> int:
+    t = region["time"]
+    axis = target.dims.index("time")
+    parts = []
+    if committed is not None and t.start < published_ntime:
+        old = {**region, "time": slice(t.start, min(t.stop, published_ntime))}
+        parts.append(np.asarray(committed.open()[_selection(committed.dims, old)]))
+    if t.stop > published_ntime:
+        new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
+        parts.append(feed.read(target.name, new))
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+    target.open()[_selection(target.dims, region)] = data
+    return int(data.nbytes)
+
+
+def block_regions(ref: ArrayRef, start_time: int) -> Iterator[dict[str, slice]]:
+    """Shard-aligned regions of ``ref`` that hold time steps from ``start_time`` on.
+
+    The regular chunk grid of a sharded array is its shard grid, so each region is written
+    whole by exactly one task: no two tasks ever touch the same object.
+    """
+    grid = ref.metadata["chunk_grid"]["configuration"]["chunk_shape"]
+    ranges: list[list[slice]] = []
+    for dim, size, step in zip(ref.dims, ref.shape, grid, strict=True):
+        first = (start_time // step) * step if dim == "time" else 0
+        ranges.append([slice(lo, min(lo + step, size)) for lo in range(first, size, step)])
+    for combo in np.ndindex(*[len(r) for r in ranges]):
+        yield {dim: ranges[i][k] for i, (dim, k) in enumerate(zip(ref.dims, combo, strict=True))}

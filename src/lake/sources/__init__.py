@@ -1,1 +1,0 @@
-"""Sources: readers that turn NetCDF files (and later database tables) into arrays."""

@@ -1,0 +1,205 @@
+"""A cube's collection and its one item, from its published layouts (never the sources)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lake.stac.describe import (
+    EXT,
+    LAYOUTS,
+    MEDIA_ZARR,
+    STAC_VERSION,
+    Description,
+    geometry_of,
+    iso,
+)
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from lake.spec import Dataset
+    from lake.stac.thumbnails import Picture
+    from lake.storage import Root
+
+
+def _open_layout(root: Root, dataset: str, layout: str) -> xr.Dataset | None:
+    import xarray as xr
+
+    fs = root.fs()
+    if not fs.exists(root.path(dataset, f"{layout}.zarr", "zarr.json")):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        opened: xr.Dataset = xr.open_zarr(
+            root.zarr_store(dataset, f"{layout}.zarr", read_only=True),
+            consolidated=True,
+            zarr_format=3,
+            chunks=None,
+        )
+    return opened
+
+
+def _step(values: np.ndarray) -> float | None:
+    if values.size < 2:
+        return None
+    diffs = np.diff(values.astype(np.float64))
+    return float(diffs[0]) if np.allclose(diffs, diffs[0], rtol=1e-6) else None
+
+
+def _time_step(values: np.ndarray) -> str | None:
+    if values.size < 2 or not np.issubdtype(values.dtype, np.datetime64):
+        return None
+    seconds = np.diff(values.astype("datetime64[s]").astype(np.int64))
+    if not np.all(seconds == seconds[0]) or seconds[0] <= 0:
+        return None
+    step = int(seconds[0])
+    if step % 86400 == 0:
+        return f"P{step // 86400}D"
+    return f"PT{step}S"
+
+
+def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
+    dims: dict[str, Any] = {}
+    for name in ds.dims:
+        values = np.asarray(ds[name].values) if name in ds.coords else np.arange(ds.sizes[name])
+        entry: dict[str, Any]
+        if name == "time":
+            entry = {"type": "temporal", "extent": [iso(values.min()), iso(values.max())]}
+            step = _time_step(values)
+            if step:
+                entry["step"] = step
+        elif name in ("latitude", "longitude"):
+            entry = {
+                "type": "spatial",
+                "axis": "y" if name == "latitude" else "x",
+                "extent": [float(values.min()), float(values.max())],
+                "reference_system": 4326,
+            }
+            spacing = _step(values)
+            if spacing is not None:
+                entry["step"] = spacing
+        elif name == "depth" and np.issubdtype(values.dtype, np.number):
+            entry = {"type": "spatial", "axis": "z",
+                     "extent": [float(values.min()), float(values.max())]}  # fmt: skip
+            unit = ds[name].attrs.get("units")
+            if unit:
+                entry["unit"] = str(unit)
+        else:
+            entry = {"type": "other"}
+            if values.size and np.issubdtype(values.dtype, np.number):
+                entry["extent"] = [float(values.min()), float(values.max())]
+        dims[str(name)] = entry
+    return dims
+
+
+def _chunking(root: Root, dataset: str, layout: str) -> dict[str, tuple[list[int], list[int]]]:
+    """(inner chunk shape, shard shape) of each array, from the consolidated group document."""
+    doc = root.read_json(dataset, f"{layout}.zarr", "zarr.json")
+    out = {}
+    for name, meta in doc.get("consolidated_metadata", {}).get("metadata", {}).items():
+        if meta.get("node_type") != "array":
+            continue
+        outer = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        inner = outer
+        for codec in meta.get("codecs", []):
+            if codec.get("name") == "sharding_indexed":
+                inner = list(codec["configuration"]["chunk_shape"])
+        out[name] = (inner, outer)
+    return out
+
+
+def _variables(
+    ds: xr.Dataset, chunking: dict[str, tuple[list[int], list[int]]] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, var in ds.data_vars.items():
+        entry: dict[str, Any] = {
+            "dimensions": [str(d) for d in var.dims],
+            "type": "data" if "time" in var.dims else "auxiliary",
+            "data_type": str(var.dtype) if var.dtype.kind in "iufb" else "other",
+            "shape": [int(n) for n in var.shape],
+        }
+        if chunking and str(name) in chunking:
+            entry["chunks"], entry["shards"] = chunking[str(name)]
+        for attr, key in (("units", "unit"), ("long_name", "description")):
+            if attr in var.attrs:
+                entry[key] = str(var.attrs[attr])
+        out[str(name)] = entry
+    return out
+
+
+def describe_cube(root: Root, dataset: Dataset) -> Description | None:
+    layouts = {name: _open_layout(root, dataset.id, name) for name in LAYOUTS}
+    opened = {k: v for k, v in layouts.items() if v is not None}
+    if not opened:
+        return None
+    first = next(iter(opened.values()))
+    dims = _dimensions(first)
+    bbox = None
+    if "latitude" in dims and "longitude" in dims:
+        lon, lat = dims["longitude"]["extent"], dims["latitude"]["extent"]
+        bbox = [lon[0], lat[0], lon[1], lat[1]]
+    elif "latitude" in first.variables and "longitude" in first.variables:
+        # A fixed station: position as scalar (or constant) variables.
+        lat_values = np.asarray(first["latitude"].values, dtype=np.float64)
+        lon_values = np.asarray(first["longitude"].values, dtype=np.float64)
+        if np.isfinite(lat_values).any() and np.isfinite(lon_values).any():
+            bbox = [float(np.nanmin(lon_values)), float(np.nanmin(lat_values)),
+                    float(np.nanmax(lon_values)), float(np.nanmax(lat_values))]  # fmt: skip
+    interval = list(dims.get("time", {}).get("extent", [None, None]))
+    assets: dict[str, dict[str, Any]] = {}
+    for name, ds in opened.items():
+        assets[name] = {
+            "href": f"./{name}.zarr",
+            "type": MEDIA_ZARR,
+            "title": f"{name} layout: chunks " + (
+                "span space, short in time" if name == "maps" else "span time, small in space"
+            ),
+            "roles": ["data"],
+            "zarr:consolidated": True,
+            "zarr:node_type": "group",
+            "zarr:zarr_format": 3,
+            "cube:variables": _variables(ds, _chunking(root, dataset.id, name)),
+        }  # fmt: skip
+    variables = _variables(first)
+    fields = {"cube:dimensions": dims, "cube:variables": variables}
+    summaries = {"variables": sorted(variables)}
+
+    def items() -> Iterator[dict[str, Any]]:
+        yield {
+            "type": "Feature",
+            "stac_version": STAC_VERSION,
+            "stac_extensions": [EXT["datacube"], EXT["zarr"]],
+            "id": dataset.id,
+            "geometry": geometry_of(bbox),
+            **({"bbox": bbox} if bbox else {}),
+            "properties": {
+                "datetime": None,
+                "start_datetime": interval[0],
+                "end_datetime": interval[1],
+                "cube:dimensions": dims,
+                "cube:variables": variables,
+            },
+            "assets": {
+                name: {
+                    **{k: v for k, v in asset.items() if k != "cube:variables"},
+                    "href": f"../{name}.zarr",
+                }
+                for name, asset in assets.items()
+            },
+            "collection": dataset.id,
+        }
+
+    def thumbnail() -> Picture | None:
+        from lake.stac.thumbnails import cube_thumbnail
+
+        return cube_thumbnail(opened.get("maps", first))
+
+    return Description(
+        dataset.id, "cube", [EXT["datacube"], EXT["zarr"]], bbox, interval, assets,
+        fields, summaries, items, thumbnail,
+    )  # fmt: skip

@@ -1,0 +1,182 @@
+"""Final files: the rows of one Hilbert range of one partition as one sorted GeoParquet file.
+
+:func:`write_file` gathers the rows of its range from the staging files (row groups outside
+the range are skipped by their statistics) and, for an incremental build, from the
+partition's published files (without the changed keys), sorts them, and writes one file:
+zstd, row groups of ``row_group_rows``, ``geo`` metadata with the file's bbox and geometry
+types. Files are written below the staging prefix and moved into ``data/`` by the commit
+(:mod:`lake.tables.manifest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lake.tables.geometry import GTYPE, geo_metadata, geometry_type_names, old_geometry_codes
+from lake.tables.hilbert import HILBERT, bbox_hilbert
+from lake.tables.partitions import partition_values
+from lake.tables.staging import releasing_memory
+
+if TYPE_CHECKING:
+    from lake.tables.job import TableJob
+
+
+@dataclass(frozen=True)
+class FileTask:
+    key: str
+    index: int
+    low: int
+    high: int
+    """Hilbert range [low, high) of the rows of this file."""
+    staged: list[str]
+    old: list[str]
+    """Previously published files of the partition (rewritten without the changed keys)."""
+
+
+@dataclass
+class TableFile:
+    path: str
+    """Relative to the dataset folder: ``data/year=2015/part-….parquet``."""
+    partition: dict[str, str | None]
+    rows: int
+    bytes: int
+    sha256: str
+    bbox: list[float] | None
+    geometry_types: list[str]
+    time: list[str | None]
+    invalid: int
+
+    @property
+    def key(self) -> str:
+        """The partition folder below ``data/`` as written (``year=2015/cell_10deg=…``)."""
+        folder = self.path.rsplit("/", 1)[0]
+        return "" if folder == "data" else folder.removeprefix("data/")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "partition": self.partition, "rows": self.rows,
+            "bytes": self.bytes, "sha256": self.sha256, "bbox": self.bbox,
+            "geometry_types": self.geometry_types, "time": self.time,
+            "null_geometries": self.invalid,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> TableFile:
+        return cls(
+            doc["path"], doc["partition"], doc["rows"], doc["bytes"], doc["sha256"],
+            doc["bbox"], doc["geometry_types"], doc["time"], doc.get("null_geometries", 0),
+        )  # fmt: skip
+
+
+def _read_range(fs: Any, path: str, low: int, high: int) -> Iterator[pa.Table]:
+    with fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        meta = parquet.metadata
+        # Statistics are per leaf column: find the helper column among the leaves.
+        first = meta.row_group(0)
+        column = next(
+            j for j in range(first.num_columns) if first.column(j).path_in_schema == HILBERT
+        )
+        groups = []
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(column).statistics
+            if stats is None or not stats.has_min_max or (stats.min < high and stats.max >= low):
+                groups.append(i)
+        if not groups:
+            return
+        table = parquet.read_row_groups(groups)
+    hil = table.column(HILBERT)
+    yield table.filter(pc.and_(pc.greater_equal(hil, low), pc.less(hil, high)))
+
+
+def _read_old(fs: Any, path: str, low: int, high: int, job: TableJob,
+              changed: pa.Table | None) -> pa.Table:  # fmt: skip
+    with fs.open(path, "rb") as handle:
+        table = pq.read_table(handle)
+    table = table.replace_schema_metadata(None)
+    hilbert, _ = bbox_hilbert(table.column("bbox"), job.bounds)
+    table = table.append_column(HILBERT, pa.array(hilbert, pa.int64()))
+    table = table.append_column(GTYPE, pa.array(old_geometry_codes(table, job), pa.int16()))
+    table = table.filter(pa.array((hilbert >= low) & (hilbert < high)))
+    if changed is not None and table.num_rows:
+        table = table.filter(pa.array(~matches(table, changed, job.key)))
+    return table
+
+
+def matches(table: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
+    """Which rows of ``table`` have their key (``names``) in ``keys``."""
+    if len(names) == 1:
+        found = pc.is_in(table.column(names[0]), value_set=keys.column(names[0]).combine_chunks())
+        return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    probe = table.select(names).append_column(
+        "_lake_row", pa.array(np.arange(table.num_rows, dtype=np.int64))
+    )
+    hits = probe.join(keys, keys=names, join_type="left semi").column("_lake_row")
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[np.asarray(hits.to_numpy())] = True
+    return mask
+
+
+@releasing_memory
+def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> TableFile | None:
+    """Write the rows of one Hilbert range of one partition as one sorted GeoParquet file."""
+    fs = job.root.fs()
+    pieces = [t for path in task.staged for t in _read_range(fs, path, task.low, task.high)]
+    pieces += [_read_old(fs, path, task.low, task.high, job, changed) for path in task.old]
+    pieces = [p for p in pieces if p.num_rows]
+    if not pieces:
+        return None
+    table = pa.concat_tables([p.replace_schema_metadata(None) for p in pieces],
+                             promote_options="permissive").sort_by(HILBERT)  # fmt: skip
+    codes = pc.unique(table.column(GTYPE)).to_pylist()
+    table = table.drop_columns([HILBERT, GTYPE, *job.dropped_columns()])
+    bbox = table.column("bbox")
+    valid_rows = table.num_rows - bbox.null_count
+    extent = None
+    if valid_rows:
+        extent = [
+            float(pc.min(pc.struct_field(bbox, "xmin")).as_py()),
+            float(pc.min(pc.struct_field(bbox, "ymin")).as_py()),
+            float(pc.max(pc.struct_field(bbox, "xmax")).as_py()),
+            float(pc.max(pc.struct_field(bbox, "ymax")).as_py()),
+        ]
+    types = geometry_type_names(codes)
+    table = table.replace_schema_metadata({b"geo": json.dumps(geo_metadata(job, types, extent))})
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table, sink, compression="zstd", compression_level=3,
+        row_group_size=job.row_group_rows, write_statistics=True,
+        store_schema=True,
+    )  # fmt: skip
+    data = sink.getvalue()
+    name = f"part-{job.run}-{task.index:05d}.parquet"
+    relative = "/".join(p for p in ("data", task.key, name) if p)
+    with job.root.open_write(job.root.path(job.staging, relative)) as handle:
+        handle.write(data)
+    times: list[str | None] = [None, None]
+    if job.time_column and job.time_column in table.column_names:
+        column = table.column(job.time_column)
+        low, high = pc.min(column).as_py(), pc.max(column).as_py()
+        times = [_iso(low), _iso(high)]
+    return TableFile(
+        relative, partition_values(task.key), table.num_rows, len(data),
+        hashlib.sha256(data).hexdigest(), extent, types, times,
+        table.num_rows - valid_rows,
+    )  # fmt: skip
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "tzinfo") and getattr(value, "tzinfo", None) is not None:
+        return str(value.isoformat().replace("+00:00", "Z"))
+    return str(value.isoformat())

@@ -1,0 +1,180 @@
+"""Staging: one source part streamed into sorted staging files, one per partition (on workers).
+
+:func:`stage_part` streams one source part, converts types, builds the geometry (WKB, a
+``bbox`` covering struct) and a Hilbert index, and appends each row to a staging file of its
+partition. Buffers are bounded; every flush is sorted by the Hilbert index, so a staging
+file is a sequence of small sorted row groups that :mod:`lake.tables.files` reads by range.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lake.tables.geometry import GTYPE, Geometries, build_geometry
+from lake.tables.hilbert import HILBERT, HIST_BINS, HIST_SHIFT, hilbert_index
+from lake.tables.partitions import partition_keys
+from lake.tables.types import convert_types
+
+if TYPE_CHECKING:
+    from lake.tables.job import TableJob
+    from lake.tables.source import SourcePart
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+STAGING_ROW_GROUP = 8192
+
+
+@dataclass
+class StagedPartition:
+    key: str
+    path: str
+    rows: int = 0
+    bytes: int = 0
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
+
+
+@dataclass
+class PartResult:
+    part: int
+    rows_read: int = 0
+    invalid: int = 0
+    dropped: int = 0
+    arrow_bytes: int = 0
+    watermark: Any = None
+    staged: dict[str, StagedPartition] = field(default_factory=dict)
+    keys: pa.Table | None = None
+
+
+def prepare(batch: pa.RecordBatch, job: TableJob) -> tuple[pa.Table, Geometries, int]:
+    """Convert one source batch to the lake's columns plus the helper columns."""
+    table = convert_types(batch, job)
+    geoms = build_geometry(table, job)
+    invalid = int((~geoms.valid).sum())
+    hilbert = hilbert_index(geoms.cx, geoms.cy, geoms.valid, job.bounds)
+    if job.source_geometry is not None:
+        table = table.drop_columns([job.source_geometry])
+    table = table.append_column(job.geometry_column, geoms.wkb)
+    table = table.append_column("bbox", geoms.bbox)
+    table = table.append_column(HILBERT, pa.array(hilbert, pa.int64()))
+    table = table.append_column(GTYPE, pa.array(geoms.gtype, pa.int16()))
+    return table, geoms, invalid
+
+
+def releasing_memory(task: Callable[P, R]) -> Callable[P, R]:
+    """Give the Arrow memory pool's freed pages back to the system when a task ends.
+
+    The pool keeps them for reuse; the worker's RSS would stay at the task's peak, and
+    Dask pauses a worker whose RSS passes 80% of its limit, even though nothing is held.
+    """
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return task(*args, **kwargs)
+        finally:
+            pa.default_memory_pool().release_unused()
+
+    return run
+
+
+@releasing_memory
+def stage_part(job: TableJob, part: SourcePart) -> PartResult:
+    """Read one part of the source and append its rows to staging files by partition.
+
+    Batches are buffered as they come (with each row's partition code); a flush sorts the
+    buffer once by (partition, Hilbert index) and appends one sorted run to each
+    partition's staging file.
+    """
+    result = PartResult(part.index)
+    writers: dict[str, pq.ParquetWriter] = {}
+    handles: dict[str, Any] = {}
+    tables: list[pa.Table] = []
+    codes: list[np.ndarray] = []
+    buffered = 0
+    keys: list[pa.Table] = []
+    paths: dict[str, int] = {}  # partition path -> code, stable over the whole part
+
+    def flush() -> None:
+        if not tables:
+            return
+        table = pa.concat_tables(tables)
+        code = np.concatenate(codes)
+        tables.clear()
+        codes.clear()
+        hilbert = table.column(HILBERT).to_numpy()
+        order = np.lexsort((hilbert, code))
+        table = table.take(pa.array(order))
+        code = code[order]
+        bounds = np.searchsorted(code, np.arange(len(paths) + 1))
+        for key, index in paths.items():
+            start, stop = int(bounds[index]), int(bounds[index + 1])
+            if start == stop:
+                continue
+            piece = table.slice(start, stop - start)
+            staged = result.staged.get(key)
+            if staged is None:
+                name = f"p{part.index:05d}.parquet"
+                path = job.root.path(job.staging, "rows", key, name) if key else \
+                    job.root.path(job.staging, "rows", name)  # fmt: skip
+                staged = result.staged[key] = StagedPartition(key, path)
+            staged.rows += stop - start
+            bins = np.minimum(hilbert[order[start:stop]] >> HIST_SHIFT, HIST_BINS - 1)
+            staged.histogram += np.bincount(bins, minlength=HIST_BINS)
+            if key not in writers:
+                handles[key] = job.root.open_write(staged.path)
+                # Staging is read once: fast zstd, no dictionaries, statistics only where the
+                # file tasks prune row groups.
+                writers[key] = pq.ParquetWriter(
+                    handles[key], piece.schema, compression="zstd", compression_level=1,
+                    use_dictionary=False, write_statistics=[HILBERT],
+                )  # fmt: skip
+            writers[key].write_table(piece, row_group_size=STAGING_ROW_GROUP)
+
+    try:
+        for batch in job.reader.read(part):
+            if batch.num_rows == 0:
+                continue
+            result.rows_read += batch.num_rows
+            result.arrow_bytes += batch.nbytes
+            table, geoms, invalid = prepare(batch, job)
+            result.invalid += invalid
+            if job.watermark is not None:
+                top = pc.max(table.column(job.watermark)).as_py()
+                if top is not None and (result.watermark is None or top > result.watermark):
+                    result.watermark = top
+            if job.key:
+                keys.append(table.select(job.key))
+            local, uniques = partition_keys(table, geoms, job)
+            if job.invalid == "drop" and invalid:
+                table = table.filter(pa.array(geoms.valid))
+                local = local[geoms.valid]
+                result.dropped += invalid
+            if table.num_rows == 0:
+                continue
+            remap = np.array([paths.setdefault(k, len(paths)) for k in uniques], dtype=np.int64)
+            tables.append(table)
+            codes.append(remap[local])
+            buffered += table.nbytes
+            if buffered > job.buffer_bytes:
+                flush()
+                buffered = 0
+        flush()
+    finally:
+        for key, writer in writers.items():
+            writer.close()
+            handles[key].close()
+    fs = job.root.fs()
+    for staged in result.staged.values():
+        staged.bytes = int(fs.size(staged.path))
+    if keys:
+        result.keys = pa.concat_tables(keys)
+    return result
