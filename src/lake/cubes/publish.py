@@ -16,10 +16,11 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import xarray as xr
+from pydantic import BaseModel, Field
 
 from lake.errors import SourceError, TargetError
 from lake.storage import redact
@@ -89,6 +90,24 @@ def read_published(root: Root, group: str) -> Published | None:
 
 
 JOURNAL = ".publishing.json"
+JOURNAL_FORMAT: Final = "lake-publish-journal/1"
+
+
+class PublishJournal(BaseModel):
+    """``<layout>.zarr/.publishing.json``, present only while a publish runs: the sha256 of
+    each new array document, by array name. Journals written before the format was kept
+    hold only ``arrays``."""
+
+    format: Literal["lake-publish-journal/1"] = JOURNAL_FORMAT
+    arrays: dict[str, str] = Field(default_factory=dict)
+
+
+def read_journal(root: Root, group: str) -> PublishJournal | None:
+    """The journal a killed publish left in ``group``, or None."""
+    try:
+        return PublishJournal.model_validate(root.read_json(group, JOURNAL))
+    except FileNotFoundError:
+        return None
 
 
 def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
@@ -103,7 +122,7 @@ def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
     arrays = [k for k in documents if k.endswith(GROUP_DOC) and k != GROUP_DOC]
     journal = {k.removesuffix("/" + GROUP_DOC): hashlib.sha256(documents[k]).hexdigest()
                for k in arrays}  # fmt: skip
-    root.put(root.path(group, JOURNAL), json.dumps({"arrays": journal}).encode())
+    root.put(root.path(group, JOURNAL), PublishJournal(arrays=journal).model_dump_json().encode())
     for key in [*chunks, *arrays, GROUP_DOC]:
         root.put(root.path(group, key), documents[key])
     root.fs().rm(root.path(group, JOURNAL))

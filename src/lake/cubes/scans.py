@@ -25,10 +25,11 @@ import dataclasses
 import gzip
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
+from pydantic import BaseModel
 
 from lake.cubes.source import SourceFile, VariableSchema
 
@@ -42,6 +43,48 @@ log = logging.getLogger(__name__)
 SCANS = ".source-scans.jsonl.gz"
 FORMAT = "lake-source-scans/1"
 """Change it whenever :func:`lake.cubes.netcdf.scan_file` learns something new."""
+
+
+class ScanHeader(BaseModel):
+    """The record's first line: its format and the ``variables`` selection scanned."""
+
+    format: Literal["lake-source-scans/1"]
+    variables: list[str] | None = None
+
+
+class DatetimeTimes(BaseModel):
+    """Times as integers in their own ``datetime64`` unit."""
+
+    datetime64: str
+    values: list[int]
+
+
+class CftimeTimes(BaseModel):
+    """Times of a non-standard calendar: each date's fields."""
+
+    cftime: list[list[int]]
+    calendar: str = "standard"
+    has_year_zero: bool = False
+
+
+class ScannedFile(BaseModel):
+    """What the scan of one file found (its URL is the entry's hashed key, never kept)."""
+
+    times: DatetimeTimes | CftimeTimes
+    time_units: str
+    calendar: str
+    variables: dict[str, tuple[list[str], list[int], str, list[tuple[str, str]], str, bool]]
+    """name → (dims, shape, dtype, packing, source name, read directly)."""
+    statics: dict[str, str]
+    size: int
+
+
+class ScanEntry(BaseModel):
+    """One line after the header: a file's key (sha256 of URL, size, version), its scan."""
+
+    key: str
+    info: ScannedFile
+
 
 # Listing fields that change whenever an object's or a file's content does, best first.
 _VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated")
@@ -102,13 +145,15 @@ def read(root: Root, dataset: str, variables: Sequence[str] | None) -> ScanRecor
     path = root.path(dataset, SCANS)
     try:
         lines = gzip.decompress(root.fs().cat_file(path)).splitlines()
-        header = orjson.loads(lines[0])
-        if header.get("format") != FORMAT or header.get("variables") != wanted:
+        if orjson.loads(lines[0]).get("format") != FORMAT:
+            return empty  # another version's record: rescan
+        header = ScanHeader.model_validate_json(lines[0])
+        if header.variables != wanted:
             return empty
         infos = {}
         for line in lines[1:]:
-            doc = orjson.loads(line)
-            infos[doc["key"]] = _info_from(doc["info"])
+            entry = ScanEntry.model_validate_json(line)
+            infos[entry.key] = _info_from(entry.info)
     except FileNotFoundError:
         return empty
     except Exception as exc:  # a damaged cache costs a rescan, never a build
@@ -125,69 +170,72 @@ def write(root: Root, dataset: str, record: ScanRecord, files: Iterable[Listed],
     entries = {f.key: infos[f.url] for f in files if f.key and f.url in infos}
     if entries.keys() == record.infos.keys():
         return False
-    lines = [orjson.dumps({"format": FORMAT, "variables": record.variables})]
-    lines += [orjson.dumps({"key": key, "info": _info_doc(info)})
+    header = ScanHeader(format=FORMAT, variables=record.variables)
+    lines = [header.model_dump_json().encode()]
+    lines += [ScanEntry(key=key, info=_info_doc(info)).model_dump_json().encode()
               for key, info in sorted(entries.items())]  # fmt: skip
     root.put(root.path(dataset, SCANS), gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
     return True
 
 
-def _info_doc(info: SourceFile) -> dict[str, Any]:
-    return {
-        "times": _times_doc(info.times),
-        "time_units": info.time_units,
-        "calendar": info.calendar,
-        "variables": {name: _schema_doc(v) for name, v in info.variables.items()},
-        "statics": info.statics,
-        "size": info.size,
-    }
-
-
-def _info_from(doc: dict[str, Any]) -> SourceFile:
-    return SourceFile(
-        url="",
-        times=_times_from(doc["times"]),
-        time_units=doc["time_units"],
-        calendar=doc["calendar"],
-        variables={name: _schema_from(v) for name, v in doc["variables"].items()},
-        statics=doc["statics"],
-        size=doc["size"],
+def _info_doc(info: SourceFile) -> ScannedFile:
+    return ScannedFile(
+        times=_times_doc(info.times),
+        time_units=info.time_units,
+        calendar=info.calendar,
+        variables={name: _schema_doc(v) for name, v in info.variables.items()},
+        statics=info.statics,
+        size=info.size,
     )
 
 
-def _schema_doc(v: VariableSchema) -> list[Any]:
-    packing = [list(p) for p in v.packing]
-    return [list(v.dims), list(v.shape), v.dtype, packing, v.source_name, v.direct]
+def _info_from(doc: ScannedFile) -> SourceFile:
+    return SourceFile(
+        url="",
+        times=_times_from(doc.times),
+        time_units=doc.time_units,
+        calendar=doc.calendar,
+        variables={name: _schema_from(v) for name, v in doc.variables.items()},
+        statics=doc.statics,
+        size=doc.size,
+    )
 
 
-def _schema_from(doc: list[Any]) -> VariableSchema:
+def _schema_doc(
+    v: VariableSchema,
+) -> tuple[list[str], list[int], str, list[tuple[str, str]], str, bool]:
+    packing = [(k, value) for k, value in v.packing]
+    return list(v.dims), list(v.shape), v.dtype, packing, v.source_name, v.direct
+
+
+def _schema_from(
+    doc: tuple[list[str], list[int], str, list[tuple[str, str]], str, bool],
+) -> VariableSchema:
     dims, shape, dtype, packing, source_name, direct = doc
-    packed = tuple((k, v) for k, v in packing)
-    return VariableSchema(tuple(dims), tuple(shape), dtype, packed, source_name, direct)
+    return VariableSchema(tuple(dims), tuple(shape), dtype, tuple(packing), source_name, direct)
 
 
-def _times_doc(times: np.ndarray) -> dict[str, Any]:
+def _times_doc(times: np.ndarray) -> DatetimeTimes | CftimeTimes:
     """Times exactly: integers in their own datetime64 unit, or each cftime date's fields."""
     if times.dtype.kind == "M":
         unit = np.datetime_data(times.dtype)[0]
-        return {"datetime64": unit, "values": times.astype(np.int64).tolist()}
+        return DatetimeTimes(datetime64=unit, values=times.astype(np.int64).tolist())
     first = times[0] if len(times) else None
     fields = [[t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond] for t in times]
-    return {
-        "cftime": fields,
-        "calendar": getattr(first, "calendar", "standard"),
-        "has_year_zero": bool(getattr(first, "has_year_zero", False)),
-    }
+    return CftimeTimes(
+        cftime=fields,
+        calendar=getattr(first, "calendar", "standard"),
+        has_year_zero=bool(getattr(first, "has_year_zero", False)),
+    )
 
 
-def _times_from(doc: dict[str, Any]) -> np.ndarray:
-    if "datetime64" in doc:
-        return np.asarray(doc["values"], dtype=np.int64).astype(f"datetime64[{doc['datetime64']}]")
+def _times_from(doc: DatetimeTimes | CftimeTimes) -> np.ndarray:
+    if isinstance(doc, DatetimeTimes):
+        return np.asarray(doc.values, dtype=np.int64).astype(f"datetime64[{doc.datetime64}]")
     import cftime
 
-    calendar, year_zero = doc["calendar"], doc["has_year_zero"]
-    dates = [cftime.datetime(*fields, calendar=calendar, has_year_zero=year_zero)
-             for fields in doc["cftime"]]  # fmt: skip
+    dates = [cftime.datetime(*fields, calendar=doc.calendar, has_year_zero=doc.has_year_zero)
+             for fields in doc.cftime]  # fmt: skip
     out = np.empty(len(dates), dtype=object)
     out[:] = dates
     return out

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lake.cubes.blocks import fast_codecs
-from lake.cubes.publish import JOURNAL
+from lake.cubes.publish import read_journal
 
 if TYPE_CHECKING:
     from lake.report import Report
@@ -35,10 +35,9 @@ def verify_layout(
     report.objects += 1
     consolidated = (doc.get("consolidated_metadata") or {}).get("metadata", {})
     described = asset.get("cube:variables", {})
-    try:  # left by a build killed while publishing (see lake.cubes.publish)
-        journal = root.read_json(group_path, JOURNAL).get("arrays", {})
-    except FileNotFoundError:
-        journal = {}
+    # Left by a build killed while publishing (see lake.cubes.publish).
+    left = read_journal(root, group_path)
+    journal = left.arrays if left is not None else {}
     for array_name, meta in consolidated.items():
         doc_path = f"{group_path}/{array_name}/zarr.json"
         report.objects += 1

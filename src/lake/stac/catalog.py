@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from lake.tables.manifest import Manifest
 
 ITEM_BATCH = 5_000
-DOCUMENT_DIGESTS = ".stac-documents.json"
 MIRROR_CHUNK = 10_000
 
 
@@ -175,11 +174,11 @@ def _read_json(root: Root, *parts: str) -> Any:
 def _accept_document(root: Root, path: str, digest: str, size: int) -> bool:
     """Record that ``path`` may now hold ``digest`` too, before it is overwritten; False
     (nothing recorded, nothing to write) when it already holds exactly that document."""
-    recorded: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    recorded = digests.read_documents(root)
     if recorded.get(path) == digest and _size(root, path) == size:
         return False
     recorded[path] = digests.accepted(recorded.get(path), digest)
-    root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
+    digests.write_documents(root, recorded)
     return True
 
 
@@ -489,8 +488,8 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
         root.put(root.path("catalog.json"), data)
     # Digests of the catalogue's own documents, for `lake verify` (items have theirs in
     # each collection's digest file); now only the written versions are accepted.
-    before: dict[str, digests.Digest] = _read_json(root, DOCUMENT_DIGESTS) or {}
+    before = digests.read_documents(root)
     recorded = {**before, **result.documents, "catalog.json": digest}
     if recorded != before:  # a rerun with nothing new writes nothing
-        root.put(root.path(DOCUMENT_DIGESTS), _dumps(recorded, indent=1))
+        digests.write_documents(root, recorded)
     return result

@@ -18,9 +18,10 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lake.errors import TargetError
 
@@ -30,9 +31,55 @@ if TYPE_CHECKING:
 DIGESTS = ".stac-digests.jsonl"
 LEGACY = ".stac-digests.json"
 FORMAT = "lake-stac-digests/3"
+DOCUMENTS = ".stac-documents.json"
+DOCUMENTS_FORMAT: Final = "lake-stac-documents/1"
 
 Digest = str | list[str]
 """One digest, or every digest a document may have while a build rewrites it."""
+
+
+class DigestsHeader(BaseModel):
+    """The first line of ``<dataset>/.stac-digests.jsonl``."""
+
+    format: Literal["lake-stac-digests/3"]
+    manifest: str | None = None
+    """The version of the table manifest every item document was written from."""
+
+
+class DocumentDigests(BaseModel):
+    """``.stac-documents.json``: the sha256 of ``catalog.json`` and of each
+    ``collection.json`` (by path below the root), and the format. Records written before
+    the format was kept are the bare mapping, read as the same version."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Digest] = Field(init=False)
+
+    format: Literal["lake-stac-documents/1"] = DOCUMENTS_FORMAT
+
+    @property
+    def digests(self) -> dict[str, Digest]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+def read_documents(root: Root) -> dict[str, Digest]:
+    """The recorded digests of the catalogue's own documents (empty when there are none)."""
+    try:
+        raw = root.read_json(DOCUMENTS)
+    except FileNotFoundError:
+        return {}
+    try:
+        return DocumentDigests.model_validate(raw).digests
+    except ValidationError:
+        raise TargetError(
+            f"{root.display}/{DOCUMENTS}", "is not a record of document digests",
+            "delete it: the next build rewrites the catalogue's documents and records them",
+        ) from None  # fmt: skip
+
+
+def write_documents(root: Root, recorded: dict[str, Digest]) -> None:
+    """Replace the record of the catalogue's document digests (one atomic write)."""
+    doc = {"format": DOCUMENTS_FORMAT, **recorded}
+    root.put(root.path(DOCUMENTS), json.dumps(doc, indent=1, ensure_ascii=False).encode())
 
 
 class Entry(NamedTuple):
@@ -67,11 +114,14 @@ def read(root: Root, dataset: str, header: dict[str, Any] | None = None) -> Iter
     fs = root.fs()
     try:
         with fs.open(root.path(dataset, DIGESTS), "rb") as handle:
-            first = orjson.loads(handle.readline() or b"{}")
-            if not isinstance(first, dict) or first.get("format") != FORMAT:
-                raise _unreadable(root, dataset, "is not a digest record this version reads")
+            try:
+                first = DigestsHeader.model_validate_json(handle.readline() or b"{}")
+            except ValidationError:
+                raise _unreadable(
+                    root, dataset, "is not a digest record this version reads"
+                ) from None
             if header is not None:
-                header.update(first)
+                header.update(first.model_dump(exclude_none=True))
             for line in handle:
                 yield Entry.parse(line)
         return
@@ -111,11 +161,9 @@ def write(root: Root, dataset: str, entries: Iterable[Entry], manifest: str | No
     ``manifest``: the version of the table manifest that every item document now on
     storage was written from. Give it only when that holds (after the items are written).
     """
-    head: dict[str, Any] = {"format": FORMAT}
-    if manifest:
-        head["manifest"] = manifest
+    head = DigestsHeader(format=FORMAT, manifest=manifest or None)
     with tempfile.NamedTemporaryFile(prefix="lake-digests-", suffix=".jsonl") as spool:
-        spool.write(orjson.dumps(head, option=orjson.OPT_APPEND_NEWLINE))
+        spool.write(head.model_dump_json(exclude_none=True).encode() + b"\n")
         for entry in entries:
             spool.write(entry.line())
         spool.flush()

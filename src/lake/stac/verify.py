@@ -41,7 +41,11 @@ def verify_lake(root: Root) -> Report:
     if catalog is None:
         return report
     report.objects += 1
-    documents = report.read_json(root, ".stac-documents.json") or {}
+    try:
+        documents = digests.read_documents(root)
+    except (LakeError, ValueError) as error:
+        report.add(digests.DOCUMENTS, f"cannot be read ({error})")
+        documents = {}
     _check_digest(root, "catalog.json", documents.get("catalog.json"), report)
     for link in catalog.get("links", []):
         if link.get("rel") != "child":

@@ -61,21 +61,6 @@ class TableFile:
         folder = self.path.rsplit("/", 1)[0]
         return "" if folder == "data" else folder.removeprefix("data/")
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path, "partition": self.partition, "rows": self.rows,
-            "bytes": self.bytes, "sha256": self.sha256, "bbox": self.bbox,
-            "geometry_types": self.geometry_types, "time": self.time,
-            "null_geometries": self.invalid,
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> TableFile:
-        return cls(
-            doc["path"], doc["partition"], doc["rows"], doc["bytes"], doc["sha256"],
-            doc["bbox"], doc["geometry_types"], doc["time"], doc.get("null_geometries", 0),
-        )  # fmt: skip
-
 
 def _read_range(fs: Any, path: str, low: int, high: int) -> Iterator[pa.Table]:
     with fs.open(path, "rb") as handle:

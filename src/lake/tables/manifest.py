@@ -26,7 +26,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lake.errors import TargetError
 from lake.tables.files import TableFile
@@ -39,6 +41,68 @@ if TYPE_CHECKING:
 
 MANIFEST = "table.json"
 FORMAT = "lake-table/1"
+
+
+class _Document(BaseModel):
+    # Fields added by later versions are ignored by this one; missing ones take defaults.
+    model_config = ConfigDict(extra="ignore")
+
+
+class FileEntry(_Document):
+    """One published file, as the manifest lists it."""
+
+    path: str
+    partition: dict[str, str | None]
+    rows: int
+    bytes: int
+    sha256: str
+    bbox: list[float] | None
+    geometry_types: list[str]
+    time: list[str | None]
+    null_geometries: int = 0
+    """Rows without a geometry (absent in manifests from before it was kept)."""
+
+    @classmethod
+    def of(cls, info: TableFile) -> FileEntry:
+        return cls(path=info.path, partition=info.partition, rows=info.rows, bytes=info.bytes,
+                   sha256=info.sha256, bbox=info.bbox, geometry_types=info.geometry_types,
+                   time=info.time, null_geometries=info.invalid)  # fmt: skip
+
+    def info(self) -> TableFile:
+        return TableFile(
+            self.path, self.partition, self.rows, self.bytes, self.sha256, self.bbox,
+            self.geometry_types, self.time, self.null_geometries,
+        )  # fmt: skip
+
+
+class WatermarkEntry(_Document):
+    """The largest watermark value read, with its type (so that it reads back exactly)."""
+
+    column: str
+    value: Any = None
+    type: str = "null"
+
+
+class ManifestDocument(_Document):
+    """``<dataset>/table.json``, format ``lake-table/1`` (every manifest published so far).
+
+    ``files`` comes last, in item order, so that readers can stream it.
+    """
+
+    format: Literal["lake-table/1"]
+    dataset: str
+    updated: str = ""
+    version: str = ""
+    """A new random id at every commit (empty in manifests from before it was kept)."""
+    source: dict[str, Any] = Field(default_factory=dict)
+    partitioning: list[str] = Field(default_factory=list)
+    geometry_column: str = "geometry"
+    key: list[str] = Field(default_factory=list)
+    watermark: WatermarkEntry | None = None
+    rows: int = 0
+    bytes: int | None = None
+    """Total size of the files (None in manifests from before it was recorded)."""
+    files: list[FileEntry] = Field(default_factory=list)
 
 
 @dataclass
@@ -59,38 +123,43 @@ class Manifest:
     def rows(self) -> int:
         return sum(f.rows for f in self.files)
 
+    def document(self) -> ManifestDocument:
+        mark = None
+        if self.watermark_column is not None:
+            mark = WatermarkEntry(column=self.watermark_column, **encode_value(self.watermark))
+        return ManifestDocument(
+            format=FORMAT,
+            dataset=self.dataset,
+            updated=self.updated,
+            version=self.version,
+            source=self.source,
+            partitioning=self.partitioning,
+            geometry_column=self.geometry_column,
+            key=self.key,
+            watermark=mark,
+            rows=self.rows,
+            bytes=sum(f.bytes for f in self.files),
+            files=[FileEntry.of(f) for f in sorted(self.files, key=file_order)],
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "dataset": self.dataset,
-            "updated": self.updated,
-            "version": self.version,
-            "source": self.source,
-            "partitioning": self.partitioning,
-            "geometry_column": self.geometry_column,
-            "key": self.key,
-            "watermark": None
-            if self.watermark_column is None
-            else {"column": self.watermark_column, **encode_value(self.watermark)},
-            "rows": self.rows,
-            "bytes": sum(f.bytes for f in self.files),
-            "files": [f.to_json() for f in sorted(self.files, key=file_order)],
-        }
+        """The manifest document as JSON values."""
+        return self.document().model_dump(mode="json")
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Manifest:
-        mark = doc.get("watermark") or {}
+    def of(cls, doc: ManifestDocument) -> Manifest:
+        mark = doc.watermark
         return cls(
-            dataset=doc["dataset"],
-            files=[TableFile.from_json(f) for f in doc.get("files", [])],
-            watermark=decode_value(mark) if mark else None,
-            watermark_column=mark.get("column"),
-            key=list(doc.get("key") or []),
-            partitioning=list(doc.get("partitioning") or []),
-            geometry_column=doc.get("geometry_column", "geometry"),
-            source=dict(doc.get("source") or {}),
-            updated=doc.get("updated", ""),
-            version=doc.get("version", ""),
+            dataset=doc.dataset,
+            files=[f.info() for f in doc.files],
+            watermark=decode_value(mark.model_dump()) if mark else None,
+            watermark_column=mark.column if mark else None,
+            key=list(doc.key),
+            partitioning=list(doc.partitioning),
+            geometry_column=doc.geometry_column,
+            source=dict(doc.source),
+            updated=doc.updated,
+            version=doc.version,
         )
 
 
@@ -117,7 +186,7 @@ class ManifestStream:
 
         with self.root.fs().open(self.root.path(self.dataset, MANIFEST), "rb") as handle:
             for doc in ijson.items(handle, "files.item", use_float=True):
-                yield TableFile.from_json(doc)
+                yield FileEntry.model_validate(doc).info()
 
 
 def stream_manifest(root: Root, dataset: str) -> ManifestStream | None:
@@ -136,26 +205,27 @@ def stream_manifest(root: Root, dataset: str) -> ManifestStream | None:
                     key, builder = value, ijson.ObjectBuilder()
                 elif builder is not None:
                     builder.event(event, value)
-                    if prefix == key and event not in ("start_map", "start_array"):
+                    # The key's value is complete at its own end (a map or a list) or, for
+                    # a scalar, at once; keys inside a nested map share its prefix.
+                    if prefix == key and event not in ("start_map", "start_array", "map_key"):
                         doc[key], builder = builder.value, None
     except FileNotFoundError:
         return None
     except ijson.JSONError:
         doc = {}
-    _check_format(root, dataset, doc)
-    header = Manifest.from_json({**doc, "files": []})
-    size = doc.get("bytes")
-    return ManifestStream(header, int(doc.get("rows", 0)), None if size is None else int(size),
-                          root, dataset)  # fmt: skip
+    parsed = _parse(root, dataset, {**doc, "files": []})
+    return ManifestStream(Manifest.of(parsed), parsed.rows, parsed.bytes, root, dataset)
 
 
-def _check_format(root: Root, dataset: str, doc: Any) -> None:
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+def _parse(root: Root, dataset: str, doc: Any) -> ManifestDocument:
+    try:
+        return ManifestDocument.model_validate(doc)
+    except ValidationError:
         raise TargetError(
             f"{root.display}/{dataset}/{MANIFEST}",
             "is not a table manifest this version can extend",
             "move the dataset folder away or pick another dataset id",
-        )
+        ) from None
 
 
 def encode_value(value: Any) -> dict[str, Any]:
@@ -186,8 +256,7 @@ def read_manifest(root: Root, dataset: str) -> Manifest | None:
         doc = root.read_json(dataset, MANIFEST)
     except FileNotFoundError:
         return None
-    _check_format(root, dataset, doc)
-    return Manifest.from_json(doc)
+    return Manifest.of(_parse(root, dataset, doc))
 
 
 def clean(
