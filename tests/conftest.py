@@ -17,7 +17,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing-secret")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from helpers import SHARED
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from lake.spec import Spec
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+"""``../shared`` beside the project root: sample data and the official schemas."""
 
 
 def spec_for(root: str, netcdf: Any, tmp: Path, **cube: Any) -> Spec:

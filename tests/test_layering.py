@@ -23,8 +23,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "stac": ("lake.cubes", "lake.tables"),
     "flows": ("lake.cubes", "lake.tables", "lake.stac"),
     "api": ("lake.cubes", "lake.tables", "lake.stac", "lake.flows"),
-    "cli": ("lake.api", "lake.cubes", "lake.tables", "lake.stac", "lake.flows", "lake.demo",
-            "lake.samples", "lake.serve"),  # fmt: skip
+    "cli": (
+        "lake.api",
+        "lake.cubes",
+        "lake.tables",
+        "lake.stac",
+        "lake.flows",
+        "lake.demo",
+        "lake.samples",
+        "lake.serve",
+    ),
     "demo": ("lake.samples",),
     "samples": (),
     "serve": (),

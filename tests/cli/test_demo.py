@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import SHARED
 from lake.cli import app
 
 pytestmark = pytest.mark.postgres
 
-SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+SCHEMAS = SHARED / "schemas"
 
 
 def test_demo_builds_validates_and_explains(tmp_path: Path) -> None:

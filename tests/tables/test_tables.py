@@ -15,11 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from pgdata import OCCURRENCE_QUERY, aphia_id, execute, fetch, load_darwin_core
 
+from helpers import SHARED
 from lake.flows.tables import build_table
 from lake.spec import parse_spec
 from lake.storage import Root
 from lake.tables.geometry import WORLD
-from lake.tables.hilbert import HILBERT_NULL, hilbert_index
+from lake.tables.hilbert import hilbert_index
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -446,38 +447,8 @@ def test_table_on_s3(
     catalogue = write_catalogue(lake, parsed)
     assert catalogue.items == len({f["path"].rsplit("/", 1)[0] for f in json.loads(
         fs.cat_file(f"{bucket}/lake/occ/table.json"))["files"]})  # fmt: skip
-    schemas = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+    schemas = SHARED / "schemas"
     if schemas.is_dir():
         count, problems = validate_lake(lake, Schemas(schemas))
         assert not problems and count > catalogue.items
     assert fs.exists(f"{bucket}/lake/occ/items.parquet")
-
-
-def test_hilbert_index_is_a_curve() -> None:
-    """Every cell of a coarse grid gets its own index, and neighbours on the curve touch."""
-    side = 1 << 16
-    step = side // 8
-    xs, ys = np.meshgrid(np.arange(8) * step, np.arange(8) * step)
-    x = (xs.ravel() + 0.5) / side * 360 - 180
-    y = (ys.ravel() + 0.5) / side * 180 - 90
-    order = hilbert_index(x, y, np.ones(64, bool), WORLD)
-    assert len(set((order // (step * step)).tolist())) == 64
-    cells = np.argsort(order)
-    path = np.stack([xs.ravel()[cells], ys.ravel()[cells]], axis=1) // step
-    assert np.all(np.abs(np.diff(path, axis=0)).sum(axis=1) == 1)
-    invalid = hilbert_index(np.array([0.0]), np.array([0.0]), np.array([False]), WORLD)
-    assert invalid[0] == HILBERT_NULL
-
-
-def test_point_wkb_matches_shapely() -> None:
-    import shapely
-
-    from lake.tables.geometry import point_wkb
-
-    x = np.array([1.5, -180.0, 0.0])
-    y = np.array([2.5, 90.0, 0.0])
-    valid = np.array([True, True, False])
-    got = point_wkb(x, y, valid).to_pylist()
-    assert got[:2] == [shapely.to_wkb(shapely.Point(a, b), flavor="iso") for a, b in
-                       zip(x[:2], y[:2], strict=True)]  # fmt: skip
-    assert got[2] is None

@@ -12,6 +12,7 @@ import yaml
 from pgdata import execute
 from typer.testing import CliRunner
 
+from helpers import SHARED
 from lake.cli import app
 from lake.errors import ExitCode
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.postgres
 
-SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+SCHEMAS = SHARED / "schemas"
 
 
 def _spec(tmp: Path, **changes: Any) -> Path:

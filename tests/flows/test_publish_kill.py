@@ -40,10 +40,10 @@ from lake.storage import Root
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-pytestmark = [pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 LAKE = str(Path(sys.executable).with_name("lake"))
-KILLPOINT = Path(__file__).parent / "killpoint"
+KILLPOINT = Path(__file__).parents[1] / "killpoint"
 
 # (what the moment is, kind of change, a piece of the path it changes); the first match in
 # the uninterrupted build's sequence is where the build dies. Kinds on local disk:

@@ -23,7 +23,7 @@ from lake.flows.cluster import WORKER_ENVIRON
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-pytestmark = [pytest.mark.distributed, pytest.mark.s3, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.distributed, pytest.mark.s3, pytest.mark.postgres]
 
 
 @pytest.fixture

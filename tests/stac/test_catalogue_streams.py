@@ -218,10 +218,11 @@ def test_memory_does_not_grow_with_the_number_of_items(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import test_catalogue_streams as t; "
+        "import json, sys; sys.path[:0] = sys.argv[1].split(','); "
+        "import test_catalogue_streams as t; "
         "print(json.dumps(t.traced_peaks(sys.argv[2])))"
     )
-    here = str(Path(__file__).parent)
+    here = f"{Path(__file__).parent},{Path(__file__).parents[1]}"
     done = subprocess.run([sys.executable, "-c", code, here, str(tmp_path)],
                           capture_output=True, text=True, check=True)  # fmt: skip
     small, large = json.loads(done.stdout.splitlines()[-1])
