@@ -53,6 +53,16 @@ def source_kind(section: CubeSource | TableSource, names: dict[str, str]) -> str
     return found[0]
 
 
+def source_title(dataset: Dataset) -> str:
+    """What the dataset's source is, for the catalogue's lineage (``NetCDF files``)."""
+    if dataset.cube is not None:
+        name = source_kind(dataset.cube, CUBE_SOURCES)
+        return str(_load(CUBE_SOURCES[name], "cube", name).title)
+    assert dataset.table is not None
+    name = source_kind(dataset.table, TABLE_SOURCES)
+    return str(_load(TABLE_SOURCES[name], "table", name).title)
+
+
 def cube_reader(dataset: Dataset) -> CubeReader:
     """The reader of a cube dataset's source."""
     assert dataset.cube is not None

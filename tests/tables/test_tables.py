@@ -447,8 +447,9 @@ def test_table_on_s3(
     catalogue = write_catalogue(lake, parsed)
     assert catalogue.items == len({f["path"].rsplit("/", 1)[0] for f in json.loads(
         fs.cat_file(f"{bucket}/lake/occ/table.json"))["files"]})  # fmt: skip
-    schemas = SHARED / "schemas"
-    if schemas.is_dir():
-        count, problems = validate_lake(lake, Schemas(schemas))
-        assert not problems and count > catalogue.items
     assert fs.exists(f"{bucket}/lake/occ/items.parquet")
+    schemas = SHARED / "schemas"
+    if not schemas.is_dir():
+        pytest.skip(f"{schemas} is absent: the catalogue on S3 was written but not validated")
+    count, problems = validate_lake(lake, Schemas(schemas))
+    assert not problems and count > catalogue.items

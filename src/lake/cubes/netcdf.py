@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import fsspec
 import numpy as np
@@ -447,6 +447,7 @@ class NetcdfReader:
     Registered as the ``netcdf`` cube source in :mod:`lake.registry`.
     """
 
+    title: ClassVar[str] = "NetCDF files"
     patterns: tuple[str, ...]
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     variables: tuple[str, ...] | None = None

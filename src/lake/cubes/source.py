@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +32,9 @@ class CubeReader(Protocol):
 
     ``list_files`` and ``open`` run on the client; ``scan`` and ``read`` run on the workers.
     """
+
+    title: ClassVar[str]
+    """What the source is, for the catalogue's lineage (``NetCDF files``)."""
 
     @classmethod
     def from_spec(cls, cube: CubeSource) -> Self:

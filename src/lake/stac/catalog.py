@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from lake.stac import digests
-from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description, describe
+from lake.stac.collection import (
+    ITEM_LINKS,
+    collection_chunks,
+    collection_document,
+    dumps,
+    item_with_links,
+    public_url,
+)
+from lake.stac.describe import STAC_VERSION, describe
+from lake.stac.mirror import write_mirror
 from lake.stac.thumbnails import published_key
 
 if TYPE_CHECKING:
@@ -45,7 +49,6 @@ if TYPE_CHECKING:
     from lake.tables.manifest import Manifest
 
 ITEM_BATCH = 5_000
-MIRROR_CHUNK = 10_000
 
 
 @dataclass
@@ -55,113 +58,6 @@ class CatalogueResult:
     written: int = 0
     removed: int = 0
     documents: dict[str, str] = field(default_factory=dict)
-
-
-def _dumps(doc: Any, indent: int | None = None) -> bytes:
-    """Compact JSON by orjson (10x faster than the standard library: items are many), or
-    indented by the standard library (documents people read: catalogue, collections)."""
-    if indent is None:
-        return orjson.dumps(doc)
-    return json.dumps(doc, indent=indent, ensure_ascii=False).encode()
-
-
-def _software() -> dict[str, str]:
-    out = {}
-    for name in ("marine-lake", "zarr", "xarray", "pyarrow", "dask"):
-        try:
-            out[name] = version(name)
-        except Exception:
-            continue
-    return out
-
-
-def _public(spec: Spec, *parts: str) -> str | None:
-    if not spec.public_url:
-        return None
-    return "/".join([spec.public_url.rstrip("/"), *parts])
-
-
-def _collection(spec: Spec, dataset: Dataset, d: Description, has_thumbnail: bool,
-                has_mirror: bool) -> dict[str, Any]:  # fmt: skip
-    """The collection document, with `_ITEM_LINKS` standing last in its links for the
-    item links (streamed in by `_write_collection_document`)."""
-    meta = dataset.metadata
-    extensions = [*d.extensions, EXT["processing"]]
-    links: list[dict[str, Any]] = [
-        {"rel": "root", "href": "../catalog.json", "type": "application/json"},
-        {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
-    ]
-    self_url = _public(spec, dataset.id, "collection.json")
-    if self_url:
-        links.append({"rel": "self", "href": self_url, "type": "application/json"})
-    license_url = meta.license_url or (
-        f"https://spdx.org/licenses/{meta.license}.html"
-        if meta.license and meta.license != "other" and " " not in meta.license
-        else None
-    )
-    if license_url:
-        links.append({"rel": "license", "href": license_url, "title": meta.license})
-    fields: dict[str, Any] = {}
-    if meta.doi:
-        extensions.append(EXT["scientific"])
-        fields["sci:doi"] = meta.doi
-        links.append({"rel": "cite-as", "href": f"https://doi.org/{meta.doi}"})
-    if meta.citation:
-        if EXT["scientific"] not in extensions:
-            extensions.append(EXT["scientific"])
-        fields["sci:citation"] = meta.citation
-    links.append(_ITEM_LINKS)  # type: ignore[arg-type]
-    providers = [p.model_dump(exclude_none=True) for p in meta.providers]
-    source = "NetCDF files" if d.kind == "cube" else "PostgreSQL"
-    written = "a Zarr v3 cube" if d.kind == "cube" else "hive-partitioned GeoParquet 1.1"
-    # The processing extension puts lineage on the processor's provider entry.
-    providers.append({
-        "name": "marine-lake", "roles": ["processor"],
-        "url": "https://pypi.org/project/marine-lake/",
-        "processing:lineage": f"Converted from {source} to {written} by marine-lake.",
-        "processing:software": _software(),
-    })  # fmt: skip
-    assets = dict(d.assets)
-    if has_mirror:
-        assets["items"] = {
-            "href": "./items.parquet", "type": MEDIA_PARQUET, "roles": ["collection-mirror"],
-            "title": "The items of this collection as stac-geoparquet",
-        }  # fmt: skip
-    if has_thumbnail:
-        assets["thumbnail"] = {"href": "./thumbnail.png", "type": "image/png",
-                               "roles": ["thumbnail"], "title": "Preview"}  # fmt: skip
-    return {
-        "type": "Collection",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": sorted(set(extensions)),
-        "id": dataset.id,
-        "title": meta.title or dataset.id,
-        "description": meta.description or meta.title or f"{d.kind} dataset {dataset.id}",
-        "keywords": meta.keywords,
-        "license": meta.license or "other",
-        "providers": providers,
-        "extent": {
-            "spatial": {"bbox": [d.bbox or [-180.0, -90.0, 180.0, 90.0]]},
-            "temporal": {"interval": [d.interval]},
-        },
-        "summaries": d.summaries,
-        "assets": assets,
-        "links": links,
-        **d.fields,
-        **fields,
-    }
-
-
-def _with_links(item: dict[str, Any], spec: Spec, dataset: str) -> dict[str, Any]:
-    links = [
-        {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
-        {"rel": "parent", "href": "../collection.json", "type": "application/json"},
-        {"rel": "collection", "href": "../collection.json", "type": "application/json"},
-    ]
-    self_url = _public(spec, dataset, "items", f"{item['id']}.json")
-    if self_url:
-        links.append({"rel": "self", "href": self_url, "type": "application/geo+json"})
-    return {**item, "links": links}
 
 
 def _read_json(root: Root, *parts: str) -> Any:
@@ -244,7 +140,7 @@ def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spoo
 
     last = ""
     for item in items:
-        data = _dumps(_with_links(item, spec, dataset))
+        data = dumps(item_with_links(item, spec, dataset))
         digest = hashlib.sha256(data).hexdigest()
         item_id = item["id"]
         if item_id <= last:
@@ -319,7 +215,9 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
         result.written += spool.writes
         mirror = root.path(dataset.id, "items.parquet")
         if spool.writes or spool.removals or not fs.exists(mirror):
-            has_mirror = _write_mirror(root, dataset.id, spool, tmp)
+            has_mirror = write_mirror(
+                root, dataset.id, (d for _, d, _ in spool.read_documents()), tmp
+            )
         else:  # the same items as the published mirror holds
             has_mirror = True
         picture = d.thumbnail() if d.thumbnail else None
@@ -332,7 +230,7 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             entries = _merge(spool.entries("new"), spool.entries("removing"))
             digests.write(root, dataset.id, entries, d.version)
         path = f"{dataset.id}/collection.json"
-        collection = _collection(spec, dataset, d, picture is not None, has_mirror)
+        collection = collection_document(spec, dataset, d, picture is not None, has_mirror)
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
         result.documents[path] = digest
         result.collections += 1
@@ -347,35 +245,16 @@ def _write_collection_document(root: Root, path: str, collection: dict[str, Any]
                                items: Iterator[digests.Entry], tmp: str) -> str:  # fmt: skip
     """Write the collection with one `item` link per line, streamed from the spool; its
     digest is recorded as accepted before it replaces the published one."""
-    head, tail = _dumps(collection, indent=1).split(_dumps(_ITEM_LINKS), 1)
+    head, tail = dumps(collection, indent=1).split(dumps(ITEM_LINKS), 1)
     digest = hashlib.sha256()
     local = f"{tmp}/collection.json"
     with open(local, "wb") as out:
-        for chunk in _collection_chunks(head, tail, items):
+        for chunk in collection_chunks(head, tail, items):
             digest.update(chunk)
             out.write(chunk)
     if _accept_document(root, path, digest.hexdigest(), os.path.getsize(local)):
         root.put_file(local, root.path(path))
     return digest.hexdigest()
-
-
-_ITEM_LINKS = f"\u0000item links {uuid.uuid4().hex}\u0000"
-"""Stands in the collection's links for the item links, which are streamed in its place
-(random, so that no text of the spec or the source can be mistaken for it)."""
-
-
-def _collection_chunks(head: bytes, tail: bytes, items: Iterator[digests.Entry]
-                       ) -> Iterator[bytes]:  # fmt: skip
-    first = next(items, None)
-    if first is None:  # no item: drop the comma before the placeholder
-        yield head.rstrip(b" \n").removesuffix(b",")
-    else:
-        yield head.rstrip(b" ")
-        for entry in itertools.chain([first], items):
-            link = {"rel": "item", "href": f"./items/{entry.id}.json",
-                    "type": "application/geo+json"}  # fmt: skip
-            yield (b"  " if entry is first else b",\n  ") + _dumps(link)
-    yield tail
 
 
 def _remove_items(root: Root, dataset: str, removing: Iterator[digests.Entry]) -> int:
@@ -390,41 +269,6 @@ def _remove_items(root: Root, dataset: str, removing: Iterator[digests.Entry]) -
             fs.rm(present)
         removed += len(present)
     return removed
-
-
-def _write_mirror(root: Root, dataset: str, spool: _Spool, tmp: str) -> bool:
-    """Write the stac-geoparquet mirror of the spooled items, converted chunk by chunk
-    through a temporary folder (memory stays bounded); False when no item has a geometry
-    (stac-geoparquet needs one: such items live in JSON only)."""
-    from stac_geoparquet.arrow import parse_stac_items_to_arrow
-
-    items = (orjson.loads(data) for _, data, _ in spool.read_documents())
-    located = (item for item in items if item.get("geometry"))
-    first = next(located, None)
-    if first is None:
-        return False
-    chunks = f"{tmp}/mirror"
-    os.makedirs(chunks)
-    reader = parse_stac_items_to_arrow(
-        itertools.chain([first], located), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
-        tmpdir=chunks,
-    )  # fmt: skip
-    _write_batches(root, dataset, reader)
-    return True
-
-
-def _write_batches(root: Root, dataset: str, reader: Any) -> None:
-    """Write the mirror with stac-geoparquet's writer (GeoParquet `geo` metadata with the
-    bbox covering, and its own `stac-geoparquet` metadata), whole or not at all."""
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-    from stac_geoparquet.arrow import to_parquet
-
-    path = root.path(dataset, "items.parquet.partial" if root.local else "items.parquet")
-    # A local file is renamed into place; an S3 object appears when its upload completes.
-    to_parquet(reader, path, filesystem=PyFileSystem(FSSpecHandler(root.fs())),
-               compression="zstd")  # fmt: skip
-    if root.local:
-        os.replace(path, root.path(dataset, "items.parquet"))
 
 
 def catalogued_files(root: Root, dataset_id: str, manifest: Manifest | None) -> set[str]:
@@ -466,7 +310,7 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
     links: list[dict[str, Any]] = [
         {"rel": "root", "href": "./catalog.json", "type": "application/json"}
     ]
-    self_url = _public(spec, "catalog.json")
+    self_url = public_url(spec, "catalog.json")
     if self_url:
         links.append({"rel": "self", "href": self_url, "type": "application/json"})
     for dataset in spec.datasets:
@@ -482,7 +326,7 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
         "description": spec.description or spec.title,
         "links": links,
     }
-    data = _dumps(catalog, indent=1)
+    data = dumps(catalog, indent=1)
     digest = hashlib.sha256(data).hexdigest()
     if _accept_document(root, "catalog.json", digest, len(data)):
         root.put(root.path("catalog.json"), data)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lake.errors import SourceError, SpecError
 from lake.tables.pgconnect import (
@@ -375,6 +375,7 @@ def _srid(session: Session, described: Described, column: str) -> tuple[int | No
 class PostgresReader:
     """A table or one read-only query of a PostgreSQL database (``table: {postgres: ...}``)."""
 
+    title: ClassVar[str] = "PostgreSQL"
     dataset: str
     table: TableSource
     secret: Secret

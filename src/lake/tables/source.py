@@ -11,7 +11,7 @@ part sees one snapshot); each worker then reads its parts through the picklable
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -61,6 +61,9 @@ class SourcePlan:
 @runtime_checkable
 class TableReader(Protocol):
     """Describes and splits one table dataset's source (on the client)."""
+
+    title: ClassVar[str]
+    """What the source is, for the catalogue's lineage (``PostgreSQL``)."""
 
     @classmethod
     def from_spec(cls, dataset_id: str, table: TableSource) -> Self:
