@@ -14,11 +14,15 @@ STEP_TIMEOUT = 1800
 
 
 def run_measured(
-    cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float = STEP_TIMEOUT
+    cmd: list[str],
+    stdout: Any = subprocess.DEVNULL,
+    timeout: float = STEP_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``{"status", "seconds", "peak_rss"}`` of one run of ``cmd``; killed after ``timeout``."""
+    """``{"status", "seconds", "peak_rss"}`` of one run of ``cmd`` (in ``env``, default this
+    process's environment); killed after ``timeout``."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, env=env)
     parent = psutil.Process(proc.pid)
     peak, status = 0, "ok"
     while proc.poll() is None:

@@ -75,11 +75,17 @@ def _selected(spec: Spec, only: str | Sequence[str] | None) -> list[Dataset]:
     return [spec.dataset(i) for i in ([only] if isinstance(only, str) else only)]
 
 
-def _start_workers(scheduler: str | None) -> None:
+def _prepare(
+    spec_or_path: Spec | str | Path, only: str | Sequence[str] | None, scheduler: str | None
+) -> tuple[Spec, list[Dataset], Root]:
+    """The spec (checked for what the catalogue needs), its datasets to build, its root."""
     if scheduler is None:
         from lake.flows.processes import start_worker_server
 
         start_worker_server()  # the workers' imports and ours proceed side by side
+    spec, source = _spec(spec_or_path)
+    spec.check_catalogue(source)
+    return spec, _selected(spec, only), Root(spec.root, spec.storage_options)
 
 
 def _preload(datasets: list[Dataset]) -> list[str]:
@@ -155,12 +161,8 @@ def build(
     source. ``progress``: a progress bar on stderr, False for none, or a callable
     ``(stage, done, total)``. Raises :class:`lake.errors.LakeError` on bad input.
     """
-    _start_workers(scheduler)
     started = time.perf_counter()
-    spec, source = _spec(spec_or_path)
-    spec.check_catalogue(source)
-    datasets = _selected(spec, only)
-    root = Root(spec.root, spec.storage_options)
+    spec, datasets, root = _prepare(spec_or_path, only, scheduler)
     root.check_writable()
 
     from lake.flows.cluster import dask_client
@@ -200,11 +202,7 @@ def plan(
 
     Scans new source files on the cluster and describes table sources; reads nothing else.
     """
-    _start_workers(scheduler)
-    spec, source = _spec(spec_or_path)
-    spec.check_catalogue(source)
-    datasets = _selected(spec, only)
-    root = Root(spec.root, spec.storage_options)
+    _, datasets, root = _prepare(spec_or_path, only, scheduler)
     from lake.flows.cluster import dask_client
 
     rows = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import (
@@ -60,17 +60,34 @@ class Chunking(_Model):
     """Time steps per shard of the maps layout (default: planned)."""
 
 
-def _one_source(section: BaseModel, names: dict[str, str], what: str) -> None:
-    given = [name for name in names if getattr(section, name, None) is not None]
-    if len(given) != 1:
-        raise ValueError(
-            f"give exactly one source of the {what}: one of `{'`, `'.join(names)}`"
-            + (f" (found {', '.join(given)})" if given else "")
-        )
+class _Sourced(_Model):
+    """A ``cube`` or ``table`` section: exactly one of its registered source keys is set."""
+
+    _SOURCES: ClassVar[dict[str, str]]
+    _SECTION: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        names = type(self)._SOURCES
+        given = [name for name in names if getattr(self, name, None) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one source of the {type(self)._SECTION}: one of "
+                f"`{'`, `'.join(names)}`" + (f" (found {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The source key given (``netcdf``, ``postgres``, ...): see :mod:`lake.registry`."""
+        return next(n for n in type(self)._SOURCES if getattr(self, n, None) is not None)
 
 
-class CubeSource(_Model):
+class CubeSource(_Sourced):
     """Gridded sources forming one cube along time (one source key: see :mod:`lake.registry`)."""
+
+    _SOURCES: ClassVar[dict[str, str]] = CUBE_SOURCES
+    _SECTION: ClassVar[str] = "cube"
 
     netcdf: str | list[str] | None = None
     """A glob, a list of paths/globs, or fsspec URLs (``s3://bucket/*.nc``)."""
@@ -87,16 +104,6 @@ class CubeSource(_Model):
         if len(set(value)) != len(value):
             raise ValueError("each layout may appear once")
         return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> CubeSource:
-        _one_source(self, CUBE_SOURCES, "cube")
-        return self
-
-    @property
-    def kind(self) -> str:
-        """The source key given (``netcdf``)."""
-        return next(name for name in CUBE_SOURCES if getattr(self, name, None) is not None)
 
     @property
     def patterns(self) -> list[str]:
@@ -178,8 +185,11 @@ class Incremental(_Model):
         return value
 
 
-class TableSource(_Model):
+class TableSource(_Sourced):
     """Records written as hive-partitioned GeoParquet (one source key: see :mod:`lake.registry`)."""
+
+    _SOURCES: ClassVar[dict[str, str]] = TABLE_SOURCES
+    _SECTION: ClassVar[str] = "table"
 
     postgres: Postgres | None = None
     geometry: Geometry
@@ -194,16 +204,6 @@ class TableSource(_Model):
     staging_mb: float = Field(256.0, gt=0, le=4096)
     """Rows a read task buffers before sorting them into staging files; with ``file_mb``
     it bounds a worker's memory (lower both for workers with little memory)."""
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> TableSource:
-        _one_source(self, TABLE_SOURCES, "table")
-        return self
-
-    @property
-    def kind(self) -> str:
-        """The source key given (``postgres``)."""
-        return next(name for name in TABLE_SOURCES if getattr(self, name, None) is not None)
 
     @field_validator("partition_by")
     @classmethod

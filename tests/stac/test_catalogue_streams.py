@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lake.spec import parse_spec
-from lake.stac import catalog, digests
+from lake.stac import catalog, digests, mirror
 from lake.stac.catalog import catalogued_files, write_catalogue
 from lake.stac.verify import verify_lake
 from lake.storage import Root
@@ -207,7 +207,7 @@ def traced_peaks(folder: str) -> list[int]:
     warm-up (imports are not what is measured). Run in a fresh interpreter by the test."""
     # Small batches so that both sizes span many of them (the defaults hold 5,000 item
     # documents and 10,000 mirror rows at a time).
-    catalog.ITEM_BATCH, catalog.MIRROR_CHUNK = 100, 200
+    catalog.ITEM_BATCH, mirror.MIRROR_CHUNK = 100, 200
     data = _sample_file()
     _traced_peak(Path(folder) / "warm-up", 50, data)
     return [_traced_peak(Path(folder) / str(n), n, data) for n in (800, 3200)]
