@@ -55,6 +55,8 @@ def decoded_source(*paths: Any) -> xr.Dataset:
 def open_cube(url: str, **kwargs: Any) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
+        # Times of non-standard calendars decode to cftime objects, as xarray says.
+        warnings.simplefilter("ignore", category=xr.SerializationWarning)
         return xr.open_zarr(url, **kwargs).load()
 
 

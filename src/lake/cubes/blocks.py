@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import zarr
 
+from lake.errors import SourceError
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
@@ -136,10 +138,29 @@ def _write_block(
         parts.append(np.asarray(committed.open()[_selection(committed.dims, old)]))
     if t.stop > published_ntime:
         new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
-        parts.append(feed.read(target.name, new))
+        parts.append(_stored(target, feed.read(target.name, new)))
     data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
     target.open()[_selection(target.dims, region)] = data
     return int(data.nbytes)
+
+
+def _stored(target: ArrayRef, values: np.ndarray) -> np.ndarray:
+    """Decoded dates (datetime64 or cftime objects) as the integers the array stores, in its
+    own ``units`` and ``calendar``; other values as they are."""
+    if values.dtype.kind not in "MO":
+        return values
+    from lake.cubes.timeaxis import encode_times
+
+    attrs = target.metadata.get("attributes", {})
+    units, calendar = str(attrs.get("units", "")), str(attrs.get("calendar", "standard"))
+    ints = encode_times(values.ravel(), units, calendar) if " since " in units else None
+    if ints is None:
+        raise SourceError(
+            f"variable {target.name}",
+            f"holds dates that are not whole numbers of the cube's time units {units!r}",
+            "delete the cube to rebuild it (its time units are chosen from all the sources)",
+        )
+    return ints.reshape(values.shape)
 
 
 def block_regions(ref: ArrayRef, start_time: int) -> Iterator[dict[str, slice]]:

@@ -272,7 +272,9 @@ def scan_file(
                 f"time has {'no units' if units is None else f'non-CF units {units!r}'}",
                 _time_fix(shown),
             )
-        times = np.asarray(time.values)
+        with warnings.catch_warnings():  # dates past 2262 decode to cftime, as in xarray
+            warnings.simplefilter("ignore", category=xr.SerializationWarning)
+            times = np.asarray(time.values)
         if len(times) > 1:
             steps = times[1:] > times[:-1]
             if not np.all(steps):

@@ -81,11 +81,18 @@ def build_template(
             len(times) if d == "time" else n for d, n in zip(schema.dims, schema.shape, strict=True)
         )
         dtype = src.dtype
+        attrs = dict(src.attrs)
+        if dtype.kind in "MO":
+            # Dates along time (the bounds of time, a per-step reference time) are stored as
+            # the time axis is: integers in the cube's units and calendar, never as cftime
+            # objects; blocks are encoded as they are written (`lake.cubes.blocks`).
+            dtype = np.dtype("int64")
+            attrs.update(units=time_units, calendar=calendar)
         plan: ChunkPlan = plan_chunks(schema.dims, shape, max(dtype.itemsize, 1), layout, chunking)  # type: ignore[arg-type]
         if dtype.kind == "T":
             plan = ChunkPlan(plan.chunks, plan.chunks)  # variable-length strings: no sharding
         placeholder = dask.array.empty(shape, dtype=dtype, chunks=plan.shards)
-        var = xr.Variable(schema.dims, placeholder, dict(src.attrs))
+        var = xr.Variable(schema.dims, placeholder, attrs)
         if name in first.coords:
             base = base.assign_coords({name: var})
         else:
@@ -93,7 +100,7 @@ def build_template(
         enc: dict[str, Any] = {"chunks": plan.chunks}
         if plan.shards != plan.chunks:
             enc["shards"] = plan.shards
-        enc.update(_plain_encoding(src, checksums))
+        enc.update(_plain_encoding(var, checksums))
         encoding[name] = enc
     base.attrs = dict(first.attrs)
     return base, encoding

@@ -83,7 +83,10 @@ def encode_times(times: np.ndarray, units: str, calendar: str) -> np.ndarray | N
         ints = np.round(num).astype("int64")
         if not np.array_equal(ints.astype("float64"), num):
             return None
-    back = decode_cf_datetime(ints, units, calendar)
+    # Other calendars decode to cftime dates, as in xarray's reading of the source; asking
+    # for them spares pandas a doomed first attempt (and its warning) past year 2262.
+    standard = calendar.lower() in ("standard", "gregorian", "proleptic_gregorian", "")
+    back = decode_cf_datetime(ints, units, calendar, use_cftime=None if standard else True)
     if np.asarray(back).dtype != np.asarray(times).dtype or not np.array_equal(back, times):
         return None
     return ints

@@ -73,6 +73,30 @@ def iso(value: Any) -> str | None:
     return str(value)
 
 
+_REAL_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def real_dates(values: np.ndarray) -> np.ndarray:
+    """Dates of any CF calendar as the nearest real dates (``datetime64[s]``, proleptic
+    Gregorian), for the catalogue and pictures: a day the real calendar lacks (30 February
+    in a ``360_day`` calendar, 29 February of a ``julian`` leap year that Gregorian skips)
+    becomes the last day of its month. datetime64 values pass unchanged."""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.datetime64):
+        return values
+    out = np.full(values.shape, np.datetime64("NaT"), dtype="datetime64[s]")
+    for index, t in np.ndenumerate(values):
+        if t is None or not hasattr(t, "year"):
+            continue
+        leap = t.year % 4 == 0 and (t.year % 100 != 0 or t.year % 400 == 0)
+        days = 29 if (t.month == 2 and leap) else _REAL_MONTH_DAYS[t.month - 1]
+        out[index] = np.datetime64(
+            f"{t.year:04d}-{t.month:02d}-{min(t.day, days):02d}"
+            f"T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+        )
+    return out
+
+
 def geometry_of(bbox: list[float] | None) -> dict[str, Any] | None:
     if bbox is None:
         return None

@@ -16,7 +16,10 @@ from lake.stac.describe import (
     Description,
     geometry_of,
     iso,
+    real_dates,
 )
+
+STANDARD_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -33,7 +36,9 @@ def _open_layout(root: Root, dataset: str, layout: str) -> xr.Dataset | None:
     if not fs.exists(root.path(dataset, f"{layout}.zarr", "zarr.json")):
         return None
     with warnings.catch_warnings():
+        # Consolidated metadata (UserWarning); dates of other calendars as cftime objects.
         warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=xr.SerializationWarning)
         opened: xr.Dataset = xr.open_zarr(
             root.zarr_store(dataset, f"{layout}.zarr", read_only=True),
             consolidated=True,
@@ -68,10 +73,18 @@ def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
         values = np.asarray(ds[name].values) if name in ds.coords else np.arange(ds.sizes[name])
         entry: dict[str, Any]
         if name == "time":
-            entry = {"type": "temporal", "extent": [iso(values.min()), iso(values.max())]}
-            step = _time_step(values)
+            calendar = str(ds["time"].encoding.get("calendar", "standard")).lower()
+            real = real_dates(values)
+            entry = {"type": "temporal", "extent": [iso(real.min()), iso(real.max())]}
+            step = _time_step(real)
             if step:
                 entry["step"] = step
+            if calendar not in STANDARD_CALENDARS:
+                entry["calendar"] = calendar
+                entry["description"] = (
+                    f"time in the {calendar} calendar of the source; the extent gives the "
+                    "nearest real dates"
+                )
         elif name in ("latitude", "longitude"):
             entry = {
                 "type": "spatial",

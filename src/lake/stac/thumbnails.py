@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lake.stac.describe import real_dates
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -128,9 +130,8 @@ def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
             if not np.isfinite(values).any():
                 continue
             lon, lat = field["longitude"].values, field["latitude"].values
-            last = ds["time"].values[-1]
-            dated = np.issubdtype(ds["time"].dtype, np.datetime64)
-            when = np.datetime_as_string(last, unit="D") if dated else str(last)
+            last = real_dates(ds["time"].values[-1:])[0]
+            when = np.datetime_as_string(last, unit="D")
             title, units = f"{name}, {when}", str(var.attrs.get("units", ""))
             key = _key("map", values, lon, lat, title, units)
             return Picture(key, functools.partial(_draw_map, key, lon, lat, values, title, units))
@@ -138,7 +139,7 @@ def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
         # A station: the series of the first variable at its first depth.
         if "time" in var.dims and var.dtype.kind == "f" and not str(name).endswith("_QC"):
             series = np.asarray(var.isel({d: 0 for d in var.dims if d != "time"}).values)
-            times = ds["time"].values
+            times = real_dates(ds["time"].values)
             label = f"{name} ({var.attrs.get('units', '')})"
             key = _key("series", times, series, label, str(name))
             draw = functools.partial(_draw_series, key, times, series, label, str(name))
