@@ -115,3 +115,18 @@ def _write(tmp_path: Path, datasets: str) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(f"root: {tmp_path / 'lake'}\n{datasets}")
     return path
+
+
+def test_a_failure_after_publishing_says_what_was_published(
+    spec: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lake.stac.catalog
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the catalogue broke")
+
+    monkeypatch.setattr(lake.stac.catalog, "write_catalogue", broken)
+    with pytest.raises(RuntimeError, match="the catalogue broke") as info:
+        lake.build(spec, scheduler=client.scheduler.address, progress=False)
+    (note,) = info.value.__notes__
+    assert note.startswith("published before the failure: sst, occ;")

@@ -144,6 +144,22 @@ def _progress_bar(progress: bool | Progress) -> Iterator[Progress]:
         yield show
 
 
+@contextmanager
+def _telling_what_was_published(reports: list[DatasetReport]) -> Iterator[None]:
+    """On a failure, note on the exception which datasets were published before it."""
+    try:
+        yield
+    except BaseException as exc:
+        changed = [d.id for d in reports if d.changed]
+        if changed and not getattr(exc, "_lake_noted", False):
+            exc.add_note(
+                f"published before the failure: {', '.join(changed)}; the catalogue may still "
+                "describe their previous version, and the next `lake build` rewrites it"
+            )
+            exc._lake_noted = True  # type: ignore[attr-defined]
+        raise
+
+
 def build(
     spec_or_path: Spec | str | Path,
     *,
@@ -152,6 +168,7 @@ def build(
     workers: int | None = None,
     full_refresh: bool = False,
     progress: bool | Progress = True,
+    debug: bool = False,
 ) -> BuildReport:
     """Build or update the lake of a spec: every dataset (or ``only`` those), then the
     catalogue, then tidy what the catalogue no longer points at.
@@ -159,7 +176,11 @@ def build(
     ``scheduler``: the address of an existing Dask scheduler (default: a local cluster of
     ``workers`` processes, one per core). ``full_refresh``: rebuild tables from the whole
     source. ``progress``: a progress bar on stderr, False for none, or a callable
-    ``(stage, done, total)``. Raises :class:`lake.errors.LakeError` on bad input.
+    ``(stage, done, total)``. ``debug``: local workers log the traceback of a failed task.
+
+    Raises :class:`lake.errors.LakeError` on bad input. A failure after some datasets were
+    published says which in a note on the exception (``exc.__notes__``); without one,
+    nothing was published.
     """
     started = time.perf_counter()
     spec, datasets, root = _prepare(spec_or_path, only, scheduler)
@@ -172,8 +193,9 @@ def build(
     # the storage, and shutting worker processes down is mostly waiting.
     with (
         ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
-        dask_client(scheduler, workers, _preload(datasets), _import_flows) as client,
+        dask_client(scheduler, workers, _preload(datasets), _import_flows, debug) as client,
         _progress_bar(progress) as show,
+        _telling_what_was_published(reports),
     ):
         from lake.flows import flow_of
         from lake.stac.catalog import write_catalogue
@@ -182,7 +204,8 @@ def build(
             result = flow_of(dataset).build(client, root, dataset, show, full_refresh)
             reports.append(result.report())
         writing = pool.submit(write_catalogue, root, spec, only=[d.id for d in datasets])
-    catalogue = writing.result()
+    with _telling_what_was_published(reports):
+        catalogue = writing.result()
     # Only now may a dataset drop what the catalogue pointed at before (a table's
     # replaced files): the published catalogue points at the new version.
     for dataset in datasets:
@@ -197,6 +220,7 @@ def plan(
     scheduler: str | None = None,
     workers: int | None = None,
     full_refresh: bool = False,
+    debug: bool = False,
 ) -> list[DatasetPlan]:
     """What :func:`build` would read and write, per dataset (the dry run: writes nothing).
 
@@ -206,7 +230,7 @@ def plan(
     from lake.flows.cluster import dask_client
 
     rows = []
-    with dask_client(scheduler, workers, _preload(datasets), _import_flows) as client:
+    with dask_client(scheduler, workers, _preload(datasets), _import_flows, debug) as client:
         from lake.flows import flow_of
 
         for dataset in datasets:

@@ -48,8 +48,11 @@ EndpointUrl = Annotated[str | None, typer.Option(help="S3 endpoint of a non-AWS 
 
 
 def _fail(exc: LakeError) -> NoReturn:
-    """Print a user error (input, fault, fix) and exit with its code."""
+    """Print a user error (input, fault, fix) and what was published before it; exit with
+    its code."""
     err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+    for note in getattr(exc, "__notes__", []):
+        err.print(f"note: {escape(note)}", highlight=False)
     raise typer.Exit(int(exc.exit_code)) from None
 
 
@@ -120,7 +123,7 @@ def run_build(
         parsed.check_catalogue(str(spec))
         if dry_run:
             plans = lake.api.plan(parsed, only=only, scheduler=scheduler, workers=workers,
-                                  full_refresh=full_refresh)  # fmt: skip
+                                  full_refresh=full_refresh, debug=debug)  # fmt: skip
             root = Root(parsed.root, parsed.storage_options)
             out.print(f"lake build --dry-run: {root.display} (nothing written)", highlight=False)
             for p in plans:
@@ -129,16 +132,18 @@ def run_build(
                           highlight=False)  # fmt: skip
             return
         report = lake.api.build(parsed, only=only, scheduler=scheduler, workers=workers,
-                                full_refresh=full_refresh, progress=True)  # fmt: skip
+                                full_refresh=full_refresh, progress=True, debug=debug)  # fmt: skip
     except LakeError as exc:
         _fail(exc)
     except Exception as exc:
         if debug:
             raise
         secrets = secret_values(parsed.storage_options) if parsed else []
+        notes = getattr(exc, "__notes__", [])
+        published = "; ".join(notes) if notes else "Nothing was published"
         err.print(
             f"[bold red]error:[/] unexpected {type(exc).__name__}: "
-            f"{escape(redact(str(exc), secrets))}. Nothing was published by the failed step; "
+            f"{escape(redact(str(exc), secrets))}. {escape(redact(published, secrets))}; "
             "rerun with --debug for the traceback.",
             markup=True,
             highlight=False,

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from lake.cubes.source import SourceFile, VariableSchema, digest
-from lake.errors import SourceError
+from lake.errors import LakeError, SourceError
 from lake.storage import is_local, redact
 
 if TYPE_CHECKING:
@@ -336,8 +336,24 @@ def scan_files(
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
 ) -> list[SourceFile]:
-    """:func:`scan_file` over several ``(url, size)`` (one task for many small files)."""
-    return [scan_file(url, storage_options, variables, size) for url, size in files]
+    """:func:`scan_file` over several ``(url, size)`` (one task for many small files).
+
+    A failure that is not a known fault of the file still names the file.
+    """
+    out = []
+    for url, size in files:
+        try:
+            out.append(scan_file(url, storage_options, variables, size))
+        except LakeError:
+            raise
+        except Exception as exc:
+            raise LakeError(
+                redact(url),
+                f"could not be scanned: unexpected {type(exc).__name__}: {redact(str(exc))}",
+                "check that it is a CF NetCDF file; rerun `lake build` with --debug for the "
+                "traceback and report it with the file",
+            ) from None
+    return out
 
 
 def _read_direct(

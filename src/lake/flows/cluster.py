@@ -110,6 +110,7 @@ def dask_client(
     workers: int | None = None,
     preload: Sequence[str] = (),
     meanwhile: Callable[[], None] | None = None,
+    debug: bool = False,
 ) -> Iterator[Client]:
     """A client on ``scheduler``, or on a fresh LocalCluster of worker processes.
 
@@ -119,7 +120,8 @@ def dask_client(
     (:func:`lake.flows.processes.start_worker_server`); where there is none, they are
     spawned and import the ``preload`` modules as they start, rather than when their
     first task arrives. They get :data:`WORKER_ENVIRON`, except variables the environment
-    already sets (Dask's rule: the environment wins).
+    already sets (Dask's rule: the environment wins). Local workers log a failed task's
+    traceback only with ``debug``: the error itself reaches the caller, who reports it.
     """
     for name in ("distributed", "distributed.worker", "distributed.nanny", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -131,7 +133,7 @@ def dask_client(
             yield client
         return
     with ThreadPoolExecutor(1, thread_name_prefix="lake-cluster") as pool:
-        starting = pool.submit(_local_cluster, workers, list(preload))
+        starting = pool.submit(_local_cluster, workers, list(preload), None, debug)
         try:
             if meanwhile is not None:
                 meanwhile()
@@ -146,7 +148,10 @@ def dask_client(
 
 
 def _local_cluster(
-    workers: int | None, preload: Sequence[str] = (), memory_limit: int | None = None
+    workers: int | None,
+    preload: Sequence[str] = (),
+    memory_limit: int | None = None,
+    debug: bool = False,
 ) -> LocalCluster:
     """The local cluster of a build: ``workers`` processes (one per core by default) of
     one thread, each with ``memory_limit`` bytes (an equal share of the machine's by
@@ -167,7 +172,7 @@ def _local_cluster(
             processes=True,
             memory_limit=memory,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            silence_logs=logging.ERROR if debug else logging.CRITICAL,
             preload=list(preload),
             env=current,
         )

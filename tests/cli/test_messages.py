@@ -1,0 +1,46 @@
+"""What a failed `lake build` prints: one message naming the file, no worker traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.distributed
+
+
+def _build(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"root: {tmp_path / 'lake'}\ndatasets:\n  - id: d\n    metadata: {{license: CC0-1.0}}\n"
+        f"    cube: {{netcdf: '{tmp_path / 'src' / '*.nc'}'}}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "lake.cli", "build", str(spec), "--workers", "1", *extra],
+        check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_a_failed_build_prints_one_message_and_no_traceback(tmp_path: Path) -> None:
+    from lake.samples import write_daily_product
+
+    files = write_daily_product(tmp_path / "src", days=2, ny=20, nx=30)
+    files[1].write_bytes(files[1].read_bytes()[:4000])  # truncated
+    done = _build(tmp_path)
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr and "Compute Failed" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"error: {files[1]}"), done.stderr
+    assert not (tmp_path / "lake" / "d").exists()
+
+
+def test_debug_shows_the_workers_traceback(tmp_path: Path) -> None:
+    from lake.samples import write_daily_product
+
+    files = write_daily_product(tmp_path / "src", days=1, ny=20, nx=30)
+    files[0].write_bytes(b"CDF\x01" + b"\x00" * 100)  # a NetCDF-3 signature, then nothing
+    done = _build(tmp_path, "--debug")
+    assert done.returncode == 3
+    assert "Compute Failed" in done.stderr, done.stderr
