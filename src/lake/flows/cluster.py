@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,9 @@ def _local_cluster(
     one thread, each with ``memory_limit`` bytes (an equal share of the machine's by
     default), :data:`WORKER_ENVIRON` and the ``preload`` modules, forked from the worker
     server where the platform has one."""
+    # The scheduler's HTTP server (health, metrics) takes another port when Dask's default
+    # is taken (another cluster, another build) and warns about it: not the user's concern.
+    warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
     n, share = local_cluster_size(workers)
     memory = memory_limit or share
     settings: dict[str, object] = {"distributed.nanny.pre-spawn-environ": worker_environ()}
