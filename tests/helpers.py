@@ -25,7 +25,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 def spec_for(root: str, netcdf: Any, tmp: Path, **cube: Any) -> Spec:
     data = {
         "root": root,
-        "datasets": [{"id": "cube", "cube": {"netcdf": netcdf, **cube}}],
+        "datasets": [
+            {"id": "cube", "cube": {"netcdf": netcdf, **cube}, "metadata": {"license": "CC0-1.0"}}
+        ],
     }
     if "storage_options" in cube:
         data["storage_options"] = cube["storage_options"]

@@ -12,7 +12,6 @@ import pytest
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
 from lake.flows.cubes import build_cube
-from lake.spec import parse_spec
 from lake.stac.catalog import write_catalogue
 from lake.stac.describe import real_dates
 from lake.stac.verify import verify_lake
@@ -109,9 +108,7 @@ def test_every_calendar_builds_appends_and_describes(
             assert meta["attributes"]["units"] == units
             assert meta["attributes"]["calendar"] == calendar
 
-    write_catalogue(root, parse_spec({"root": root.url, "datasets": [{
-        "id": "cube", "cube": {"netcdf": str(src / "*.nc")},
-        "metadata": {"license": "CC0-1.0"}}]}, "spec.yaml", tmp_path))  # fmt: skip
+    write_catalogue(root, spec)
     collection = json.loads((tmp_path / "lake" / "cube" / "collection.json").read_text())
     dimension = collection["cube:dimensions"]["time"]
     reals = real_dates(expected["time"].values)

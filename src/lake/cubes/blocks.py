@@ -101,14 +101,53 @@ def fast_codecs() -> dict[str, Any]:
     return {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
 
 
+@dataclass(frozen=True)
+class Written:
+    """What one block task did: the shard it covers, its bytes, whether it was all fill."""
+
+    array: str
+    shard: str
+    """The shard's key below the array (``c/0/3/1``)."""
+    nbytes: int
+    empty: bool
+    """Every value is the array's fill value: no object was written (a reader gets the
+    fill value for a missing shard, bit for bit), and the layout records the key."""
+
+
+def shard_key(ref: ArrayRef, region: Mapping[str, slice]) -> str:
+    """The key of the shard holding ``region`` (a shard-aligned block)."""
+    grid = ref.metadata["chunk_grid"]["configuration"]["chunk_shape"]
+    encoding = ref.metadata.get("chunk_key_encoding", {})
+    separator = str(encoding.get("configuration", {}).get("separator", "/"))
+    indices = [str(region[d].start // step if d in region else 0)
+               for d, step in zip(ref.dims, grid, strict=True)]  # fmt: skip
+    return "c" + separator + separator.join(indices)
+
+
+def all_fill(values: np.ndarray, fill: Any) -> bool:
+    """Whether every value is ``fill`` bit for bit (a JSON fill value such as "NaN")."""
+    if values.dtype.kind not in "iufb" or fill is None or values.size == 0:
+        return False
+    try:
+        expected = np.asarray(float(fill) if isinstance(fill, str) else fill, dtype=values.dtype)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    width = values.dtype.itemsize
+    as_bits = np.dtype(f"u{width}") if width in (1, 2, 4, 8) else None
+    if as_bits is None:
+        return bool(np.all(values == expected))
+    return bool(np.all(values.view(as_bits) == expected.view(as_bits)))
+
+
 def write_block(
     target: ArrayRef,
     region: Mapping[str, slice],
     feed: Feed,
     committed: ArrayRef | None = None,
     published_ntime: int = 0,
-) -> int:
-    """Write one shard-aligned block; return the uncompressed bytes written.
+) -> Written:
+    """Write one shard-aligned block; say which shard, its uncompressed bytes, and whether
+    it was all fill (then nothing is written).
 
     Time steps before ``published_ntime`` come from the ``committed`` array (the last partial
     shard is rewritten whole, its published part unchanged); later ones from ``feed``.
@@ -129,7 +168,7 @@ def _write_block(
     feed: Feed,
     committed: ArrayRef | None,
     published_ntime: int,
-) -> int:
+) -> Written:
     t = region["time"]
     axis = target.dims.index("time")
     parts = []
@@ -140,8 +179,13 @@ def _write_block(
         new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
         parts.append(_stored(target, feed.read(target.name, new)))
     data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+    key = shard_key(target, region)
+    if all_fill(data, target.metadata.get("fill_value")):
+        # Any earlier object of this shard stays: its published part is all fill too, and
+        # the steps it lacks read as fill.
+        return Written(target.name, key, int(data.nbytes), empty=True)
     target.open()[_selection(target.dims, region)] = data
-    return int(data.nbytes)
+    return Written(target.name, key, int(data.nbytes), empty=False)
 
 
 def _stored(target: ArrayRef, values: np.ndarray) -> np.ndarray:

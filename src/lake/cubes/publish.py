@@ -26,8 +26,9 @@ from lake.errors import SourceError, TargetError
 from lake.storage import redact
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
+    from lake.cubes.blocks import Written
     from lake.cubes.index import SourceIndex
     from lake.storage import Root
 
@@ -111,19 +112,62 @@ def read_journal(root: Root, group: str) -> PublishJournal | None:
         return None
 
 
-def publish(root: Root, group: str, documents: Mapping[str, bytes]) -> None:
+EMPTY_SHARDS = ".lake-empty-shards.json"
+EMPTY_SHARDS_FORMAT: Final = "lake-empty-shards/1"
+
+
+class EmptyShards(BaseModel):
+    """``<layout>.zarr/.lake-empty-shards.json``: the shards whose every value is the fill
+    value, by array, which no object holds (readers get the fill value for them). ``lake
+    verify`` accepts exactly these missing; any other missing shard is a lost object."""
+
+    format: Literal["lake-empty-shards/1"] = EMPTY_SHARDS_FORMAT
+    arrays: dict[str, list[str]] = Field(default_factory=dict)
+
+
+def read_empty_shards(root: Root, group: str) -> dict[str, set[str]]:
+    """The recorded all-fill shards of a layout, by array (empty when none are)."""
+    try:
+        record = EmptyShards.model_validate(root.read_json(group, EMPTY_SHARDS))
+    except FileNotFoundError:
+        return {}
+    return {name: set(keys) for name, keys in record.arrays.items()}
+
+
+def _record_empty_shards(root: Root, group: str, blocks: Sequence[Written]) -> None:
+    """Merge this build's blocks into the record: all-fill shards in, written ones out.
+    Written only when it changes, before the commit, so a rerun writes nothing."""
+    before = read_empty_shards(root, group)
+    after = {name: set(keys) for name, keys in before.items()}
+    for block in blocks:
+        keys = after.setdefault(block.array, set())
+        if block.empty:
+            keys.add(block.shard)
+        else:
+            keys.discard(block.shard)
+    after = {name: keys for name, keys in after.items() if keys}
+    if after != before:
+        record = EmptyShards(arrays={name: sorted(keys) for name, keys in sorted(after.items())})
+        root.put(root.path(group, EMPTY_SHARDS), record.model_dump_json(indent=1).encode())
+
+
+def publish(
+    root: Root, group: str, documents: Mapping[str, bytes], blocks: Sequence[Written] = ()
+) -> None:
     """Copy rendered documents: small arrays, then array documents, then the group document.
 
     Array documents are separate objects, so a build killed among them would leave some
     arrays' own ``zarr.json`` ahead of the consolidated metadata readers use. A journal
     written first records the sha256 of each new array document; ``lake verify`` accepts
     exactly those, and the next build rolls them back (:func:`recover`) before planning.
+    ``blocks``: what this build's block tasks wrote, for the record of all-fill shards.
     """
     chunks = [k for k in documents if not k.endswith(GROUP_DOC)]
     arrays = [k for k in documents if k.endswith(GROUP_DOC) and k != GROUP_DOC]
     journal = {k.removesuffix("/" + GROUP_DOC): hashlib.sha256(documents[k]).hexdigest()
                for k in arrays}  # fmt: skip
     root.put(root.path(group, JOURNAL), PublishJournal(arrays=journal).model_dump_json().encode())
+    _record_empty_shards(root, group, blocks)
     for key in [*chunks, *arrays, GROUP_DOC]:
         root.put(root.path(group, key), documents[key])
     root.fs().rm(root.path(group, JOURNAL))

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lake.cubes.blocks import fast_codecs
-from lake.cubes.publish import read_journal
+from lake.cubes.publish import read_empty_shards, read_journal
 
 if TYPE_CHECKING:
     from lake.report import Report
@@ -37,6 +37,7 @@ def verify_layout(
     described = asset.get("cube:variables", {})
     # Left by a build killed while publishing (see lake.cubes.publish).
     left = read_journal(root, group_path)
+    empty = read_empty_shards(root, group_path)
     journal = left.arrays if left is not None else {}
     for array_name, meta in consolidated.items():
         doc_path = f"{group_path}/{array_name}/zarr.json"
@@ -68,7 +69,8 @@ def verify_layout(
             array = zarr.open_array(root.zarr_store(folder, f"{name}.zarr", read_only=True),
                                     path=array_name, mode="r")  # fmt: skip
             if "time" in (meta.get("dimension_names") or []):
-                _check_objects(root, f"{group_path}/{array_name}", array, report)
+                _check_objects(root, f"{group_path}/{array_name}", array, report,
+                               empty.get(array_name, set()))  # fmt: skip
             _read_all(array, report, f"{group_path}/{array_name}")
         except Exception as exc:
             report.add(f"{group_path}/{array_name}", f"cannot be opened ({exc})")
@@ -90,8 +92,9 @@ def _shape_differs(path: str, meta: dict[str, Any], expected: list[int], report:
     report.add(path, f"has shape {meta['shape']}, the catalogue says {expected}")
 
 
-def _check_objects(root: Root, path: str, array: Any, report: Report) -> None:
-    """Every shard of a time-dependent array exists (a missing one would read as fill).
+def _check_objects(root: Root, path: str, array: Any, report: Report, empty: set[str]) -> None:
+    """Every shard of a time-dependent array exists (a missing one would read as fill),
+    but those the layout records as all fill (``empty``: keys such as ``c/0/1``).
 
     Objects beyond the published shape are chunks of an append a stopped build did not
     publish (the next build overwrites them): notes, like temporary files of a killed
@@ -103,7 +106,7 @@ def _check_objects(root: Root, path: str, array: Any, report: Report) -> None:
     fs = root.fs()
     prefix = root.path(path, "c")
     found = {p.removeprefix(prefix + "/") for p in fs.find(prefix)} if fs.exists(prefix) else set()
-    missing = sorted(expected - found)
+    missing = sorted(expected - found - {k.removeprefix("c/") for k in empty})
     if missing:
         report.add(path, f"lacks {len(missing)} of its {len(expected)} shard objects (first: "
                    f"c/{missing[0]}); they would read as fill values")  # fmt: skip

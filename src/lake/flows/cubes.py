@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lake.cubes import scans
-from lake.cubes.blocks import SourceFeed, ZarrFeed, block_regions, write_block
+from lake.cubes.blocks import SourceFeed, Written, ZarrFeed, block_regions, write_block
 from lake.cubes.plan import layout_group, plan_cube
 from lake.cubes.publish import publish, recover
 from lake.cubes.scans import Listed, ScanRecord, listed
@@ -91,8 +91,15 @@ def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Fu
     return futures
 
 
-def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps: Any) -> int:
+def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps: Any) -> Written:
     return write_block(target, region, feed, committed, ntime)
+
+
+def _groups(plan: CubePlan) -> list[str]:
+    """The layout group of each task of :func:`submit_writes`, in the order submitted."""
+    ordered = sorted(plan.layouts, key=lambda w: w.layout != "maps")
+    return [work.group for work in ordered for target in work.targets.values()
+            for _ in block_regions(target, work.published_ntime)]  # fmt: skip
 
 
 @dataclass
@@ -186,9 +193,11 @@ def build_cube(
     if not plan.empty:
         assert plan.index is not None
         futures = submit_writes(client, plan, reader)
-        gather(client, futures, f"{dataset.id}: write", progress, CUBE_MEMORY_FIX)
+        written = gather(client, futures, f"{dataset.id}: write", progress, CUBE_MEMORY_FIX)
         for work in plan.layouts:
-            publish(root, work.group, work.documents)
+            blocks = [w for w, group in zip(written, _groups(plan), strict=True)
+                      if group == work.group]  # fmt: skip
+            publish(root, work.group, work.documents, blocks)
             result.added[work.layout] = plan.ntime - work.published_ntime
         result.files_read = len(plan.index.files)
         read = set(plan.index.files)
