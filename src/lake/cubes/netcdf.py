@@ -34,39 +34,81 @@ if TYPE_CHECKING:
     from lake.spec import CubeSource
 
 CANONICAL = ("time", "depth", "latitude", "longitude")
-_AXIS = {"T": "time", "Z": "depth", "Y": "latitude", "X": "longitude"}
 _KNOWN_NAMES = {
     "time": "time", "t": "time",
     "depth": "depth", "deph": "depth", "lev": "depth", "deptht": "depth", "z": "depth",
     "lat": "latitude", "latitude": "latitude", "nav_lat": "latitude",
     "lon": "longitude", "longitude": "longitude", "nav_lon": "longitude",
 }  # fmt: skip
+# The units CF accepts for latitude and longitude (section 4.1), spaces and case aside.
+LATITUDE_UNITS = frozenset({"degrees_north", "degree_north", "degree_n", "degrees_n",
+                            "degreen", "degreesn"})  # fmt: skip
+LONGITUDE_UNITS = frozenset({"degrees_east", "degree_east", "degree_e", "degrees_e",
+                             "degreee", "degreese"})  # fmt: skip
+_PRESSURE_UNITS = frozenset({"dbar", "decibar", "decibars", "pa", "hpa", "kpa", "bar", "mbar"})
 PACKING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset")
 _NETCDF_FIX = "re-download the file, or remove it from the spec's `netcdf` list or glob"
 
 
-def _axis_of(name: str, var: xr.Variable) -> str | None:
-    axis = str(var.attrs.get("axis", "")).upper()
-    if axis in _AXIS:
-        return _AXIS[axis]
+def geographic(var: xr.Variable) -> str | None:
+    """``latitude`` or ``longitude`` when CF says the variable is one (its units or its
+    standard name), else None: an ``axis`` of Y or X alone does not, since index, projection
+    and rotated-pole coordinates carry one too."""
+    units = str(var.attrs.get("units", "")).lower().replace(" ", "")
     std = str(var.attrs.get("standard_name", "")).lower()
-    if std in CANONICAL:
-        return std
-    return _KNOWN_NAMES.get(name.lower())
+    if std == "latitude" or units in LATITUDE_UNITS:
+        return "latitude"
+    if std == "longitude" or units in LONGITUDE_UNITS:
+        return "longitude"
+    return None
+
+
+def _axis_of(name: str, var: xr.Variable) -> str | None:
+    """The canonical name a coordinate may take, by the CF rules (or a well-known name
+    whose attributes do not say otherwise)."""
+    axis = str(var.attrs.get("axis", "")).upper()
+    std = str(var.attrs.get("standard_name", "")).lower()
+    units = str(var.attrs.get("units", "")).lower().replace(" ", "")
+    found = geographic(var)
+    if found is None and (axis == "T" or std == "time"):
+        found = "time"
+    elif found is None and (std == "depth" or axis == "Z"):
+        # A vertical axis is a depth unless it says it is something else (pressure, a
+        # model level, a sigma coordinate, a height).
+        found = "depth" if std in ("", "depth") and units not in _PRESSURE_UNITS else None
+    elif found is None:
+        known = _KNOWN_NAMES.get(name.lower())
+        # A well-known name whose attributes give it another meaning (a cell index, a
+        # projection coordinate, a pressure) keeps it.
+        other = (axis or std or units) if known in ("latitude", "longitude") else (
+            std or units in _PRESSURE_UNITS if known == "depth" else "")  # fmt: skip
+        found = None if other else known
+    return found
 
 
 def normalise(ds: xr.Dataset, indexes: bool = True) -> xr.Dataset:
     """Rename the time, depth, latitude and longitude coordinates (and their dimensions).
 
-    A coordinate is renamed when it is the only candidate for its axis, is 0-d or 1-d, and
-    the canonical name is free. Attributes are kept as they are. With ``indexes``, renamed
-    dimension coordinates get the default index xarray would have created.
+    A coordinate is renamed when CF says what it is (:func:`_axis_of`), it is the only
+    candidate for its name, it is 0-d or 1-d, and the canonical name is free (no variable
+    or dimension has it). Its dimension is renamed too when the coordinate is that
+    dimension's own coordinate, or the one coordinate along a dimension that has none
+    (``lat(y)``); coordinates along a shared dimension (``LATITUDE(N_PROF)`` with
+    ``LONGITUDE(N_PROF)``) keep it. 2-D latitude and longitude keep their names.
+    Attributes are kept as they are. With ``indexes``, renamed dimension coordinates get
+    the default index xarray would have created.
     """
     candidates: dict[str, list[str]] = {}
     for name, var in ds.variables.items():
         axis = _axis_of(str(name), var)
         if axis and var.ndim <= 1 and not str(name).upper().endswith("_QC"):
             candidates.setdefault(axis, []).append(str(name))
+    along: dict[str, int] = {}
+    for names in candidates.values():
+        for name in names:
+            for dim in ds.variables[name].dims:
+                along[str(dim)] = along.get(str(dim), 0) + 1
+    taken = {str(n) for n in ds.variables} | {str(d) for d in ds.dims}
     renames: dict[str, str] = {}
     for canonical, names in candidates.items():
         # Prefer a dimension coordinate when several variables claim the same axis.
@@ -76,10 +118,17 @@ def normalise(ds: xr.Dataset, indexes: bool = True) -> xr.Dataset:
             continue
         name = pick[0]
         var = ds.variables[name]
-        if name != canonical and canonical not in ds.variables:
+        free = canonical == name or canonical not in taken
+        if not free:
+            continue  # never renamed onto a name that exists
+        if name != canonical:
             renames[name] = canonical
-        if var.ndim == 1 and var.dims[0] != canonical and canonical not in ds.dims:
-            renames[str(var.dims[0])] = canonical
+        if var.ndim == 1 and var.dims[0] != canonical:
+            dim = str(var.dims[0])
+            own = var.dims == (name,)
+            lone = dim not in ds.variables and along.get(dim, 0) == 1
+            if (own or lone) and canonical not in ds.dims and dim not in renames:
+                renames[dim] = canonical
     out = ds.rename(renames)
     for old, new in renames.items():
         if new in out.variables and old in ds.variables:

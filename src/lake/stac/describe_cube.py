@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lake.cubes.netcdf import geographic
 from lake.stac.describe import (
     EXT,
     LAYOUTS,
@@ -18,6 +19,7 @@ from lake.stac.describe import (
     iso,
     real_dates,
 )
+from lake.stac.extent import geographic_bbox
 
 STANDARD_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
 
@@ -85,10 +87,10 @@ def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
                     f"time in the {calendar} calendar of the source; the extent gives the "
                     "nearest real dates"
                 )
-        elif name in ("latitude", "longitude"):
+        elif name in ds.coords and geographic(ds[name].variable) is not None:
             entry = {
                 "type": "spatial",
-                "axis": "y" if name == "latitude" else "x",
+                "axis": "y" if geographic(ds[name].variable) == "latitude" else "x",
                 "extent": [float(values.min()), float(values.max())],
                 "reference_system": 4326,
             }
@@ -152,17 +154,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
         return None
     first = next(iter(opened.values()))
     dims = _dimensions(first)
-    bbox = None
-    if "latitude" in dims and "longitude" in dims:
-        lon, lat = dims["longitude"]["extent"], dims["latitude"]["extent"]
-        bbox = [lon[0], lat[0], lon[1], lat[1]]
-    elif "latitude" in first.variables and "longitude" in first.variables:
-        # A fixed station: position as scalar (or constant) variables.
-        lat_values = np.asarray(first["latitude"].values, dtype=np.float64)
-        lon_values = np.asarray(first["longitude"].values, dtype=np.float64)
-        if np.isfinite(lat_values).any() and np.isfinite(lon_values).any():
-            bbox = [float(np.nanmin(lon_values)), float(np.nanmin(lat_values)),
-                    float(np.nanmax(lon_values)), float(np.nanmax(lat_values))]  # fmt: skip
+    bbox = geographic_bbox(first)
     interval = list(dims.get("time", {}).get("extent", [None, None]))
     assets: dict[str, dict[str, Any]] = {}
     for name, ds in opened.items():
@@ -179,7 +171,14 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             "cube:variables": _variables(ds, _chunking(root, dataset.id, name)),
         }  # fmt: skip
     variables = _variables(first)
-    fields = {"cube:dimensions": dims, "cube:variables": variables}
+    fields: dict[str, Any] = {"cube:dimensions": dims, "cube:variables": variables}
+    if bbox is None:
+        # The extent below is then the whole world: say that it is not known, rather
+        # than publish the cell indices or projection coordinates as degrees.
+        fields["lake:spatial_extent"] = (
+            "unknown: the sources give no latitude and longitude (CF units degrees_north "
+            "and degrees_east, or standard names latitude and longitude)"
+        )
     summaries = {"variables": sorted(variables)}
 
     def items() -> Iterator[dict[str, Any]]:

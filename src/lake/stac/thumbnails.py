@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lake.stac.describe import real_dates
+from lake.stac.extent import coordinates
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -102,12 +103,37 @@ def display_field(field: xr.DataArray, cells: int = DISPLAY_CELLS) -> xr.DataArr
 
 def _draw_map(key: str, lon: Any, lat: Any, values: Any, title: str, units: str) -> bytes:
     fig, ax = _figure()
-    mesh = ax.pcolormesh(lon, lat, values, shading="auto", cmap="viridis")
+    if np.ndim(lon) == 2:
+        # A curvilinear grid: its cells drawn where they are, so a seam in the longitudes
+        # (a tripolar grid, the antimeridian) draws no band across the map.
+        wrapped = (np.asarray(lon) + 180.0) % 360.0 - 180.0
+        mesh = ax.scatter(wrapped.ravel(), np.asarray(lat).ravel(), c=np.asarray(values).ravel(),
+                          s=2, marker="s", linewidths=0, cmap="viridis")  # fmt: skip
+    else:
+        mesh = ax.pcolormesh(lon, lat, values, shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label=units)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     return _png(fig, key)
+
+
+def map_axes(ds: xr.Dataset, var: xr.DataArray) -> tuple[str, str, str, str] | None:
+    """``(y dimension, x dimension, latitude name, longitude name)`` for drawing ``var`` on
+    a map: 2-D latitude and longitude over two of its dimensions (a curvilinear grid), or
+    1-D ones along two of them, found by CF units or standard names; None if neither."""
+    for lat in coordinates(ds, "latitude"):
+        for lon in coordinates(ds, "longitude"):
+            if (
+                lat.ndim == lon.ndim == 2
+                and lat.dims == lon.dims
+                and set(lat.dims) <= set(var.dims)
+            ):
+                return str(lat.dims[0]), str(lat.dims[1]), str(lat.name), str(lon.name)
+            if (lat.ndim == lon.ndim == 1 and lat.dims != lon.dims
+                    and {lat.dims[0], lon.dims[0]} <= set(var.dims)):  # fmt: skip
+                return str(lat.dims[0]), str(lon.dims[0]), str(lat.name), str(lon.name)
+    return None
 
 
 def _draw_series(key: str, times: Any, series: Any, label: str, title: str) -> bytes:
@@ -122,14 +148,15 @@ def _draw_series(key: str, times: Any, series: Any, label: str, title: str) -> b
 def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
     """A map of the last time step (first depth) of the first gridded variable."""
     for name, var in ds.data_vars.items():
-        if {"time", "latitude", "longitude"} <= set(var.dims):
-            selection = {d: (-1 if d == "time" else 0) for d in var.dims
-                         if d not in ("latitude", "longitude")}  # fmt: skip
-            field = display_field(var.isel(selection).transpose("latitude", "longitude"))
+        axes = map_axes(ds, var) if "time" in var.dims else None
+        if axes is not None:
+            ydim, xdim, lat_name, lon_name = axes
+            selection = {d: (-1 if d == "time" else 0) for d in var.dims if d not in (ydim, xdim)}
+            field = display_field(var.isel(selection).transpose(ydim, xdim))
             values = np.asarray(field.values, dtype=np.float64)
             if not np.isfinite(values).any():
                 continue
-            lon, lat = field["longitude"].values, field["latitude"].values
+            lon, lat = field[lon_name].values, field[lat_name].values
             last = real_dates(ds["time"].values[-1:])[0]
             when = np.datetime_as_string(last, unit="D")
             title, units = f"{name}, {when}", str(var.attrs.get("units", ""))
