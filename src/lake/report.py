@@ -85,6 +85,8 @@ class DatasetReport:
     seconds: float
     detail: Any
     """Every figure of the build (``files_scanned``, ``partitions_written``, ...)."""
+    notes: list[str] = field(default_factory=list)
+    """What the build left out or could not do, for the user to read."""
 
     @property
     def changed(self) -> bool:

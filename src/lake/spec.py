@@ -94,6 +94,9 @@ class CubeSource(_Sourced):
     layouts: list[Layout] = Field(default_factory=lambda: list(_ALL_LAYOUTS), min_length=1)
     variables: list[str] | None = None
     """Keep only these data variables (default: all)."""
+    time: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The time axis to build along, by its name in the files, when they have several
+    (``TIME_HR`` of an OceanSITES mooring); variables along the others are left out."""
     storage_options: dict[str, Any] = Field(default_factory=dict)
     """fsspec options for reading the sources (never written to the lake)."""
     chunking: Chunking = Field(default_factory=Chunking)

@@ -157,6 +157,9 @@ def run_build(
     for d in report.datasets:
         table.add_row(*(_cube_row(d.detail) if d.kind == "cube" else _table_row(d.detail)))
     out.print(table)
+    for d in report.datasets:
+        for note in d.notes:
+            out.print(f"note: {escape(note)}", highlight=False)
     catalogue = report.catalogue
     out.print(
         f"catalogue: {report.root}/catalog.json, {catalogue.collections} collection(s) "

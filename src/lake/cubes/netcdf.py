@@ -187,8 +187,47 @@ def _engine_and_handle(url: str, storage_options: Mapping[str, Any]) -> tuple[st
     return engine, handle
 
 
-def open_netcdf(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
-    """Open one NetCDF file raw (values packed as stored), time decoded, names normalised."""
+def time_axes(ds: xr.Dataset) -> list[str]:
+    """The time axes of a file: dimension coordinates that CF says are times."""
+    return [str(n) for n, v in ds.variables.items()
+            if v.dims == (n,) and _axis_of(str(n), v) == "time"]  # fmt: skip
+
+
+def choose_time_axis(ds: xr.Dataset, time: str | None, url: str) -> tuple[xr.Dataset, list[str]]:
+    """Keep the one time axis a cube is built along (``time``, the spec's choice, needed
+    when a file has several, as OceanSITES moorings with ``TIME``, ``TIME_HR`` and
+    ``TIME_DY`` do); drop the other time axes and the variables along them, and return
+    their names so that the build can say what the cube leaves out."""
+    axes = time_axes(ds)
+    if time is None and len(axes) <= 1:
+        return ds, []
+    if time is None:
+        raise SourceError(
+            redact(url),
+            f"has {len(axes)} time axes ({', '.join(axes)}) and a cube follows one",
+            f"name the one to build along in the spec (`cube: {{time: {axes[0]}}}`), and "
+            "build the others as datasets of their own",
+        )
+    if time not in axes:
+        raise SourceError(
+            redact(url),
+            f"has no time axis {time!r} (its time axes: {', '.join(axes) or 'none'})",
+            "name one of them in the spec's `cube.time`",
+        )
+    others = {a for a in axes if a != time}
+    dropped = sorted(str(n) for n, v in ds.variables.items()
+                     if n in others or others & {str(d) for d in v.dims})  # fmt: skip
+    return ds.drop_vars(dropped), dropped
+
+
+def open_netcdf(
+    url: str, storage_options: Mapping[str, Any] | None = None, time: str | None = None
+) -> xr.Dataset:
+    """Open one NetCDF file raw (values packed as stored), time decoded, names normalised.
+
+    ``time``: the time axis to keep when the file has several (see
+    :func:`choose_time_axis`); the names of what that leaves out are in the dataset's
+    ``encoding["lake_dropped"]``."""
     options = dict(storage_options or {})
     try:
         engine, target = _engine_and_handle(url, options)
@@ -217,7 +256,10 @@ def open_netcdf(url: str, storage_options: Mapping[str, Any] | None = None) -> x
             f"({type(exc).__name__}: {redact(str(exc))})",
             _NETCDF_FIX,
         ) from None
-    return _unpack_float32_packing(_strings_to_unicode(normalise(ds, indexes=False)))
+    ds, dropped = choose_time_axis(ds, time, url)
+    out = _unpack_float32_packing(_strings_to_unicode(normalise(ds, indexes=False)))
+    out.encoding["lake_dropped"] = dropped
+    return out
 
 
 def _float32_packed(var: xr.Variable) -> bool:
@@ -300,10 +342,12 @@ def scan_file(
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
     size: int | None = None,
+    time: str | None = None,
 ) -> SourceFile:
     """Open ``url`` and record its times, variable schema and static-variable digests
-    (``size``: its size in bytes, if its listing already gave it)."""
-    ds = open_netcdf(url, storage_options)
+    (``size``: its size in bytes, if its listing already gave it; ``time``: the time axis
+    to build along, when the file has several)."""
+    ds = open_netcdf(url, storage_options, time)
     shown = redact(url)
     try:
         if "time" not in ds.dims or "time" not in ds.variables:
@@ -313,9 +357,9 @@ def scan_file(
                 "variable named time)",
                 "only files with a time dimension can form a cube; remove this file",
             )
-        time = ds.variables["time"]
-        if time.dtype.kind not in "MO":
-            units = time.attrs.get("units")
+        axis = ds.variables["time"]
+        if axis.dtype.kind not in "MO":
+            units = axis.attrs.get("units")
             raise SourceError(
                 shown,
                 f"time has {'no units' if units is None else f'non-CF units {units!r}'}",
@@ -323,7 +367,7 @@ def scan_file(
             )
         with warnings.catch_warnings():  # dates past 2262 decode to cftime, as in xarray
             warnings.simplefilter("ignore", category=xr.SerializationWarning)
-            times = np.asarray(time.values)
+            times = np.asarray(axis.values)
         if len(times) > 1:
             steps = times[1:] > times[:-1]
             if not np.all(steps):
@@ -375,6 +419,7 @@ def scan_file(
             variables=schema,
             statics=statics,
             size=size if size is not None else _size_of(url, storage_options),
+            dropped=tuple(ds.encoding.get("lake_dropped", ())),
         )
     finally:
         ds.close()
@@ -384,6 +429,7 @@ def scan_files(
     files: Sequence[tuple[str, int | None]],
     storage_options: Mapping[str, Any] | None = None,
     variables: Sequence[str] | None = None,
+    time: str | None = None,
 ) -> list[SourceFile]:
     """:func:`scan_file` over several ``(url, size)`` (one task for many small files).
 
@@ -392,7 +438,7 @@ def scan_files(
     out = []
     for url, size in files:
         try:
-            out.append(scan_file(url, storage_options, variables, size))
+            out.append(scan_file(url, storage_options, variables, size, time))
         except LakeError:
             raise
         except Exception as exc:
@@ -457,6 +503,7 @@ def read_block(
     name: str,
     region: Mapping[str, slice],
     storage_options: Mapping[str, Any] | None = None,
+    time: str | None = None,
 ) -> np.ndarray:
     """Raw values of variable ``name`` for ``region`` (global time indices) from the files."""
     schema = index.variables[name]
@@ -480,7 +527,7 @@ def read_block(
                     out = np.empty(shape, dtype=np.dtype(schema.dtype))
                 _read_direct(url.removeprefix("file://"), schema, sel, out, dest)
             else:
-                ds = open_netcdf(url, storage_options)
+                ds = open_netcdf(url, storage_options, time)
                 try:
                     values = np.asarray(ds.variables[name].isel(sel).values)
                 finally:
@@ -518,20 +565,21 @@ class NetcdfReader:
     patterns: tuple[str, ...]
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     variables: tuple[str, ...] | None = None
+    time: str | None = None
 
     @classmethod
     def from_spec(cls, cube: CubeSource) -> NetcdfReader:
         variables = tuple(cube.variables) if cube.variables is not None else None
-        return cls(tuple(cube.patterns), dict(cube.storage_options), variables)
+        return cls(tuple(cube.patterns), dict(cube.storage_options), variables, cube.time)
 
     def list_files(self) -> dict[str, dict[str, Any] | None]:
         return list_sources(self.patterns, self.storage_options)
 
     def scan(self, files: Sequence[tuple[str, int | None]]) -> list[SourceFile]:
-        return scan_files(files, self.storage_options, self.variables)
+        return scan_files(files, self.storage_options, self.variables, self.time)
 
     def open(self, url: str) -> xr.Dataset:
-        return open_netcdf(url, self.storage_options)
+        return open_netcdf(url, self.storage_options, self.time)
 
     def read(self, index: SourceIndex, name: str, region: Mapping[str, slice]) -> np.ndarray:
-        return read_block(index, name, region, self.storage_options)
+        return read_block(index, name, region, self.storage_options, self.time)

@@ -50,6 +50,8 @@ class ScanHeader(BaseModel):
 
     format: Literal["lake-source-scans/1"]
     variables: list[str] | None = None
+    time: str | None = None
+    """The time axis scanned along (records from before it was chosen: None)."""
 
 
 class DatetimeTimes(BaseModel):
@@ -77,6 +79,8 @@ class ScannedFile(BaseModel):
     """name → (dims, shape, dtype, packing, source name, read directly)."""
     statics: dict[str, str]
     size: int
+    dropped: list[str] = []
+    """Variables along other time axes, left out of the cube."""
 
 
 class ScanEntry(BaseModel):
@@ -124,6 +128,7 @@ class ScanRecord:
 
     variables: list[str] | None
     infos: dict[str, SourceFile]
+    time: str | None = None
 
     def reuse(self, files: Sequence[Listed]) -> tuple[dict[str, SourceFile], list[Listed]]:
         """The scans to reuse, by URL, and the files to scan."""
@@ -138,17 +143,20 @@ class ScanRecord:
         return reused, rescan
 
 
-def read(root: Root, dataset: str, variables: Sequence[str] | None) -> ScanRecord:
-    """The record of ``dataset``'s scans; empty if absent, unreadable or made otherwise."""
+def read(
+    root: Root, dataset: str, variables: Sequence[str] | None, time: str | None = None
+) -> ScanRecord:
+    """The record of ``dataset``'s scans; empty if absent, unreadable or made otherwise
+    (another ``variables`` selection, another time axis)."""
     wanted = sorted(variables) if variables else None
-    empty = ScanRecord(wanted, {})
+    empty = ScanRecord(wanted, {}, time)
     path = root.path(dataset, SCANS)
     try:
         lines = gzip.decompress(root.fs().cat_file(path)).splitlines()
         if orjson.loads(lines[0]).get("format") != FORMAT:
             return empty  # another version's record: rescan
         header = ScanHeader.model_validate_json(lines[0])
-        if header.variables != wanted:
+        if header.variables != wanted or header.time != time:
             return empty
         infos = {}
         for line in lines[1:]:
@@ -160,7 +168,7 @@ def read(root: Root, dataset: str, variables: Sequence[str] | None) -> ScanRecor
         log.warning("%s/%s: unreadable (%s: %s); rescanning every source file",
                     root.display, f"{dataset}/{SCANS}", type(exc).__name__, exc)  # fmt: skip
         return empty
-    return ScanRecord(wanted, infos)
+    return ScanRecord(wanted, infos, time)
 
 
 def write(root: Root, dataset: str, record: ScanRecord, files: Iterable[Listed],
@@ -170,8 +178,8 @@ def write(root: Root, dataset: str, record: ScanRecord, files: Iterable[Listed],
     entries = {f.key: infos[f.url] for f in files if f.key and f.url in infos}
     if entries.keys() == record.infos.keys():
         return False
-    header = ScanHeader(format=FORMAT, variables=record.variables)
-    lines = [header.model_dump_json().encode()]
+    header = ScanHeader(format=FORMAT, variables=record.variables, time=record.time)
+    lines = [header.model_dump_json(exclude={"time"} if record.time is None else None).encode()]
     lines += [ScanEntry(key=key, info=_info_doc(info)).model_dump_json().encode()
               for key, info in sorted(entries.items())]  # fmt: skip
     root.put(root.path(dataset, SCANS), gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
@@ -186,6 +194,7 @@ def _info_doc(info: SourceFile) -> ScannedFile:
         variables={name: _schema_doc(v) for name, v in info.variables.items()},
         statics=info.statics,
         size=info.size,
+        dropped=list(info.dropped),
     )
 
 
@@ -198,6 +207,7 @@ def _info_from(doc: ScannedFile) -> SourceFile:
         variables={name: _schema_from(v) for name, v in doc.variables.items()},
         statics=doc.statics,
         size=doc.size,
+        dropped=tuple(doc.dropped),
     )
 
 

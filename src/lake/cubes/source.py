@@ -95,3 +95,5 @@ class SourceFile:
     variables: dict[str, VariableSchema]
     statics: dict[str, str] = field(default_factory=dict)  # name -> digest
     size: int = 0  # bytes on storage
+    dropped: tuple[str, ...] = ()
+    """Variables left out because they follow another time axis than the cube's."""

@@ -41,11 +41,13 @@ class CubeResult:
     ntime: int = 0
     added: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    """What the user should know: variables left out of the cube, and why."""
 
     def report(self) -> DatasetReport:
         return DatasetReport(
             self.dataset, "cube", self.files_read, self.bytes_in, self.bytes_out, self.ntime,
-            dict(self.added), self.seconds, self,
+            dict(self.added), self.seconds, self, list(self.notes),
         )  # fmt: skip
 
 
@@ -129,7 +131,7 @@ def scan_and_plan(
     assert cube is not None
     reader = cube_reader(dataset)
     files = [listed(url, info) for url, info in reader.list_files().items()]
-    record = scans.read(root, dataset.id, cube.variables)
+    record = scans.read(root, dataset.id, cube.variables, cube.time)
     found, rescan = record.reuse(files)
     # A few batches per worker: thousands of one-file tasks would cost more to schedule
     # than to run.
@@ -190,6 +192,13 @@ def build_cube(
     result.files_found = plan.files_found
     result.files_scanned = scanned.rescanned
     result.ntime = plan.ntime
+    dropped = sorted({name for info in scanned.infos for name in info.dropped})
+    if dropped:
+        result.notes.append(
+            f"{dataset.id}: left out {len(dropped)} variable(s) along other time axes than "
+            f"{cube.time}: {', '.join(dropped)}; build them as another dataset with their "
+            "own `cube.time`"
+        )
     if not plan.empty:
         assert plan.index is not None
         futures = submit_writes(client, plan, reader)
