@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from lake.cubes.netcdf import _strings_to_unicode, normalise
+from lake.cubes.coords import normalise
+from lake.cubes.netcdf import _strings_to_unicode
 from lake.spec import parse_spec
 
 if TYPE_CHECKING:

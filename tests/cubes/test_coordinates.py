@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
-from lake.cubes.netcdf import normalise
+from lake.cubes.coords import normalise
 from lake.flows.cubes import build_cube
 from lake.stac.catalog import write_catalogue
 from lake.stac.extent import longitude_range

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from helpers import assert_same, open_cube, spec_for
-from lake.cubes.netcdf import normalise
+from lake.cubes.coords import normalise
 from lake.errors import SourceError
 from lake.flows.cubes import build_cube
 from lake.storage import Root

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lake.cubes.netcdf import geographic
+from lake.cubes.coords import geographic
 from lake.stac.describe import (
     EXT,
     LAYOUTS,

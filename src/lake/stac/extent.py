@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lake.cubes.netcdf import geographic
+from lake.cubes.coords import geographic
 
 if TYPE_CHECKING:
     import xarray as xr
