@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from helpers import assert_same, open_cube, spec_for
+from helpers import assert_same, decoded_source, open_cube, spec_for
 from lake.cubes.coords import normalise
 from lake.errors import SourceError
 from lake.flows.cubes import build_cube
@@ -74,3 +74,35 @@ def test_the_spec_names_the_time_axis(tmp_path: Path, client: Client) -> None:
     other = spec_for(str(tmp_path / "other"), str(source), tmp_path, time="TIME")
     with pytest.raises(SourceError, match="has no time axis 'TIME'"):
         build_cube(client, Root(str(tmp_path / "other")), other.datasets[0])
+
+
+def test_a_cf_climatology_axis_keeps_its_bounds(tmp_path: Path, client: Client) -> None:
+    """CF 7.4: ``time`` with a ``climatology`` attribute naming its bounds (monthly means
+    over 1961-1990): the bounds are stored like time and the attribute is kept."""
+    source = tmp_path / "climatology.nc"
+    with netCDF4.Dataset(source, "w") as nc:
+        for name, size in (("time", 12), ("nv", 2), ("lat", 3), ("lon", 4)):
+            nc.createDimension(name, size)
+        time = nc.createVariable("time", "f8", ("time",))
+        time.setncatts({"units": "days since 1961-01-01", "standard_name": "time",
+                        "climatology": "climatology_bounds"})  # fmt: skip
+        time[:] = 15 + 30 * np.arange(12)
+        bounds = nc.createVariable("climatology_bounds", "f8", ("time", "nv"))
+        bounds[:] = np.stack([30 * np.arange(12), 365 * 29 + 30 * np.arange(1, 13)], axis=1)
+        for name, attrs in (
+            ("lat", {"units": "degrees_north"}),
+            ("lon", {"units": "degrees_east"}),
+        ):
+            var = nc.createVariable(name, "f8", (name,))
+            var.setncatts(attrs)
+            var[:] = np.arange(nc.dimensions[name].size)
+        temp = nc.createVariable("temp", "f4", ("time", "lat", "lon"))
+        temp.cell_methods = "time: mean within years time: mean over years"
+        temp[:] = np.random.default_rng(0).normal(10, 2, (12, 3, 4))
+    root = Root(str(tmp_path / "lake"))
+    result = build_cube(client, root, spec_for(root.url, str(source), tmp_path).datasets[0])
+    assert result.ntime == 12
+    for layout in result.added:
+        cube = open_cube(str(tmp_path / "lake" / "cube" / f"{layout}.zarr"))
+        assert cube["time"].attrs["climatology"] == "climatology_bounds"
+        assert_same(cube, decoded_source(source))
