@@ -151,12 +151,11 @@ def _telling_what_was_published(reports: list[DatasetReport]) -> Iterator[None]:
         yield
     except BaseException as exc:
         changed = [d.id for d in reports if d.changed]
-        if changed and not getattr(exc, "_lake_noted", False):
+        if changed:
             exc.add_note(
                 f"published before the failure: {', '.join(changed)}; the catalogue may still "
                 "describe their previous version, and the next `lake build` rewrites it"
             )
-            exc._lake_noted = True  # type: ignore[attr-defined]
         raise
 
 
@@ -189,27 +188,26 @@ def build(
     from lake.flows.cluster import dask_client
 
     reports: list[DatasetReport] = []
-    # The catalogue is written in a thread while the cluster shuts down: it needs only
-    # the storage, and shutting worker processes down is mostly waiting.
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
-        dask_client(scheduler, workers, _preload(datasets), _import_flows, debug) as client,
-        _progress_bar(progress) as show,
-        _telling_what_was_published(reports),
-    ):
-        from lake.flows import flow_of
-        from lake.stac.catalog import write_catalogue
-
-        for dataset in datasets:
-            result = flow_of(dataset).build(client, root, dataset, show, full_refresh)
-            reports.append(result.report())
-        writing = pool.submit(write_catalogue, root, spec, only=[d.id for d in datasets])
     with _telling_what_was_published(reports):
+        # The catalogue is written in a thread while the cluster shuts down: it needs only
+        # the storage, and shutting worker processes down is mostly waiting.
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
+            dask_client(scheduler, workers, _preload(datasets), _import_flows, debug) as client,
+            _progress_bar(progress) as show,
+        ):
+            from lake.flows import flow_of
+            from lake.stac.catalog import write_catalogue
+
+            for dataset in datasets:
+                result = flow_of(dataset).build(client, root, dataset, show, full_refresh)
+                reports.append(result.report())
+            writing = pool.submit(write_catalogue, root, spec, only=[d.id for d in datasets])
         catalogue = writing.result()
-    # Only now may a dataset drop what the catalogue pointed at before (a table's
-    # replaced files): the published catalogue points at the new version.
-    for dataset in datasets:
-        flow_of(dataset).tidy(root, dataset.id)
+        # Only now may a dataset drop what the catalogue pointed at before (a table's
+        # replaced files): the published catalogue points at the new version.
+        for dataset in datasets:
+            flow_of(dataset).tidy(root, dataset.id)
     return BuildReport(root.display, reports, catalogue, time.perf_counter() - started)
 
 

@@ -30,52 +30,37 @@ TABLE_SOURCES: dict[str, str] = {
 """Table source kinds: spec key → reader class."""
 
 
-def _load(path: str, kind: str, name: str) -> Any:
-    module, _, attr = path.partition(":")
+def _reader_class(dataset: Dataset) -> Any:
+    """The class registered for the source key of a dataset's ``cube`` or ``table`` section
+    (the spec's validator lets exactly one be set), imported on first use."""
+    section: CubeSource | TableSource | None = dataset.cube or dataset.table
+    assert section is not None
+    names = CUBE_SOURCES if dataset.kind == "cube" else TABLE_SOURCES
+    module, _, attr = names[section.kind].partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
     except ImportError as exc:
         raise SpecError(
-            f"{kind} source {name!r}",
+            f"{dataset.kind} source {section.kind!r}",
             f"cannot be loaded ({exc})",
             "reinstall marine-lake with its dependencies (`pip install marine-lake`)",
         ) from None
 
 
-def source_kind(section: CubeSource | TableSource, names: dict[str, str]) -> str:
-    """The one registered source key set in a ``cube`` or ``table`` section."""
-    found = [name for name in names if getattr(section, name, None) is not None]
-    if len(found) != 1:
-        raise SpecError(
-            "source", f"the section names {len(found)} source kinds ({', '.join(found)})",
-            f"give exactly one of: {', '.join(names)}",
-        )  # fmt: skip
-    return found[0]
-
-
 def source_title(dataset: Dataset) -> str:
     """What the dataset's source is, for the catalogue's lineage (``NetCDF files``)."""
-    if dataset.cube is not None:
-        name = source_kind(dataset.cube, CUBE_SOURCES)
-        return str(_load(CUBE_SOURCES[name], "cube", name).title)
-    assert dataset.table is not None
-    name = source_kind(dataset.table, TABLE_SOURCES)
-    return str(_load(TABLE_SOURCES[name], "table", name).title)
+    return str(_reader_class(dataset).title)
 
 
 def cube_reader(dataset: Dataset) -> CubeReader:
     """The reader of a cube dataset's source."""
     assert dataset.cube is not None
-    name = source_kind(dataset.cube, CUBE_SOURCES)
-    cls = _load(CUBE_SOURCES[name], "cube", name)
-    reader: CubeReader = cls.from_spec(dataset.cube)
+    reader: CubeReader = _reader_class(dataset).from_spec(dataset.cube)
     return reader
 
 
 def table_reader(dataset: Dataset) -> TableReader:
     """The reader of a table dataset's source (a missing credential is a spec error here)."""
     assert dataset.table is not None
-    name = source_kind(dataset.table, TABLE_SOURCES)
-    cls = _load(TABLE_SOURCES[name], "table", name)
-    reader: TableReader = cls.from_spec(dataset.id, dataset.table)
+    reader: TableReader = _reader_class(dataset).from_spec(dataset.id, dataset.table)
     return reader

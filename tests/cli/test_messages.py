@@ -44,3 +44,33 @@ def test_debug_shows_the_workers_traceback(tmp_path: Path) -> None:
     done = _build(tmp_path, "--debug")
     assert done.returncode == 3
     assert "Compute Failed" in done.stderr, done.stderr
+
+
+def test_a_failure_after_publishing_names_what_was_published(
+    tmp_path: Path, client: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalogue step fails after the cube was published: the message says so instead
+    of claiming that nothing was published."""
+    from typer.testing import CliRunner
+
+    import lake.stac.catalog
+    from lake.cli import app
+    from lake.samples import write_daily_product
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the catalogue broke")
+
+    write_daily_product(tmp_path / "src", days=2, ny=20, nx=30)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"root: {tmp_path / 'lake'}\ndatasets:\n  - id: d\n    metadata: {{license: CC0-1.0}}\n"
+        f"    cube: {{netcdf: '{tmp_path / 'src' / '*.nc'}'}}\n"
+    )
+    monkeypatch.setattr(lake.stac.catalog, "write_catalogue", broken)
+    address = client.scheduler.address  # type: ignore[attr-defined]
+    result = CliRunner().invoke(app, ["build", str(spec), "--scheduler", address])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert "unexpected RuntimeError: the catalogue broke" in output
+    assert "published before the failure: d;" in output
+    assert "Nothing was published" not in output

@@ -105,6 +105,8 @@ def fast_codecs() -> dict[str, Any]:
 class Written:
     """What one block task did: the shard it covers, its bytes, whether it was all fill."""
 
+    group: str
+    """The layout group (``<dataset>/maps.zarr``)."""
     array: str
     shard: str
     """The shard's key below the array (``c/0/3/1``)."""
@@ -125,7 +127,12 @@ def shard_key(ref: ArrayRef, region: Mapping[str, slice]) -> str:
 
 
 def all_fill(values: np.ndarray, fill: Any) -> bool:
-    """Whether every value is ``fill`` bit for bit (a JSON fill value such as "NaN")."""
+    """Whether every value is ``fill`` bit for bit (a JSON fill value such as "NaN").
+
+    Compared slice by slice, stopping at the first slice with another value: a block of
+    real data costs one small comparison, not a pass over the block (every block is
+    tested as it is written).
+    """
     if values.dtype.kind not in "iufb" or fill is None or values.size == 0:
         return False
     try:
@@ -133,10 +140,13 @@ def all_fill(values: np.ndarray, fill: Any) -> bool:
     except (TypeError, ValueError, OverflowError):
         return False
     width = values.dtype.itemsize
-    as_bits = np.dtype(f"u{width}") if width in (1, 2, 4, 8) else None
-    if as_bits is None:
-        return bool(np.all(values == expected))
-    return bool(np.all(values.view(as_bits) == expected.view(as_bits)))
+    if width in (1, 2, 4, 8):
+        bits = np.dtype(f"u{width}")
+        flat, expected = np.ravel(values).view(bits), expected.view(bits)
+    else:
+        flat = np.ravel(values)
+    step = 1 << 16
+    return all(bool(np.all(flat[i : i + step] == expected)) for i in range(0, flat.size, step))
 
 
 def write_block(
@@ -183,9 +193,9 @@ def _write_block(
     if all_fill(data, target.metadata.get("fill_value")):
         # Any earlier object of this shard stays: its published part is all fill too, and
         # the steps it lacks read as fill.
-        return Written(target.name, key, int(data.nbytes), empty=True)
+        return Written(target.group, target.name, key, int(data.nbytes), empty=True)
     target.open()[_selection(target.dims, region)] = data
-    return Written(target.name, key, int(data.nbytes), empty=False)
+    return Written(target.group, target.name, key, int(data.nbytes), empty=False)
 
 
 def _stored(target: ArrayRef, values: np.ndarray) -> np.ndarray:

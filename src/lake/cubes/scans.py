@@ -45,6 +45,11 @@ FORMAT = "lake-source-scans/1"
 """Change it whenever :func:`lake.cubes.netcdf.scan_file` learns something new."""
 
 
+SchemaDoc = tuple[list[str], list[int], str, list[tuple[str, str]], str, bool]
+"""A variable's schema in the record: (dims, shape, dtype, packing, source name, read
+directly)."""
+
+
 class ScanHeader(BaseModel):
     """The record's first line: its format and the ``variables`` selection scanned."""
 
@@ -75,8 +80,7 @@ class ScannedFile(BaseModel):
     times: DatetimeTimes | CftimeTimes
     time_units: str
     calendar: str
-    variables: dict[str, tuple[list[str], list[int], str, list[tuple[str, str]], str, bool]]
-    """name → (dims, shape, dtype, packing, source name, read directly)."""
+    variables: dict[str, SchemaDoc]
     statics: dict[str, str]
     size: int
     dropped: list[str] = []
@@ -211,16 +215,12 @@ def _info_from(doc: ScannedFile) -> SourceFile:
     )
 
 
-def _schema_doc(
-    v: VariableSchema,
-) -> tuple[list[str], list[int], str, list[tuple[str, str]], str, bool]:
+def _schema_doc(v: VariableSchema) -> SchemaDoc:
     packing = [(k, value) for k, value in v.packing]
     return list(v.dims), list(v.shape), v.dtype, packing, v.source_name, v.direct
 
 
-def _schema_from(
-    doc: tuple[list[str], list[int], str, list[tuple[str, str]], str, bool],
-) -> VariableSchema:
+def _schema_from(doc: SchemaDoc) -> VariableSchema:
     dims, shape, dtype, packing, source_name, direct = doc
     return VariableSchema(tuple(dims), tuple(shape), dtype, tuple(packing), source_name, direct)
 

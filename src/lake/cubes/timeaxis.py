@@ -10,6 +10,9 @@ from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
 from lake.errors import SourceError
 
+REAL_CALENDARS = frozenset({"standard", "gregorian", "proleptic_gregorian", ""})
+"""Calendars whose dates are real dates (datetime64 where they fit); every other CF
+calendar's dates are cftime objects."""
 TIME_UNITS = ("days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "nanoseconds")
 
 
@@ -85,7 +88,7 @@ def encode_times(times: np.ndarray, units: str, calendar: str) -> np.ndarray | N
             return None
     # Other calendars decode to cftime dates, as in xarray's reading of the source; asking
     # for them spares pandas a doomed first attempt (and its warning) past year 2262.
-    standard = calendar.lower() in ("standard", "gregorian", "proleptic_gregorian", "")
+    standard = calendar.lower() in REAL_CALENDARS
     back = decode_cf_datetime(ints, units, calendar, use_cftime=None if standard else True)
     if np.asarray(back).dtype != np.asarray(times).dtype or not np.array_equal(back, times):
         return None

@@ -97,13 +97,6 @@ def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps
     return write_block(target, region, feed, committed, ntime)
 
 
-def _groups(plan: CubePlan) -> list[str]:
-    """The layout group of each task of :func:`submit_writes`, in the order submitted."""
-    ordered = sorted(plan.layouts, key=lambda w: w.layout != "maps")
-    return [work.group for work in ordered for target in work.targets.values()
-            for _ in block_regions(target, work.published_ntime)]  # fmt: skip
-
-
 @dataclass
 class Scanned:
     """The source files of one build and what their scans found, in URL order."""
@@ -112,6 +105,8 @@ class Scanned:
     infos: list[SourceFile]
     record: ScanRecord
     rescanned: int
+    reader: CubeReader
+    """The reader that scanned them, which the writes read through."""
 
     def remember(self, root: Root, dataset_id: str) -> None:
         """Record these scans for the next build (only if they differ from the record)."""
@@ -143,7 +138,7 @@ def scan_and_plan(
     for batch in gather(client, futures, f"{dataset.id}: scan", progress, CUBE_MEMORY_FIX):
         found.update((info.url, info) for info in batch)
     infos = [found[f.url] for f in files]
-    scanned = Scanned(files, infos, record, len(rescan))
+    scanned = Scanned(files, infos, record, len(rescan), reader)
     return plan_cube(root, dataset, infos, reader), scanned
 
 
@@ -188,7 +183,6 @@ def build_cube(
     for layout in cube.layouts:
         recover(root, layout_group(dataset.id, layout))
     plan, scanned = scan_and_plan(client, root, dataset, progress)
-    reader = cube_reader(dataset)
     result.files_found = plan.files_found
     result.files_scanned = scanned.rescanned
     result.ntime = plan.ntime
@@ -201,12 +195,10 @@ def build_cube(
         )
     if not plan.empty:
         assert plan.index is not None
-        futures = submit_writes(client, plan, reader)
+        futures = submit_writes(client, plan, scanned.reader)
         written = gather(client, futures, f"{dataset.id}: write", progress, CUBE_MEMORY_FIX)
         for work in plan.layouts:
-            blocks = [w for w, group in zip(written, _groups(plan), strict=True)
-                      if group == work.group]  # fmt: skip
-            publish(root, work.group, work.documents, blocks)
+            publish(root, work.group, work.documents, [w for w in written if w.group == work.group])
             result.added[work.layout] = plan.ntime - work.published_ntime
         result.files_read = len(plan.index.files)
         read = set(plan.index.files)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lake.cubes.coords import geographic
+from lake.cubes.timeaxis import REAL_CALENDARS
 from lake.stac.describe import (
     EXT,
     LAYOUTS,
@@ -20,8 +21,6 @@ from lake.stac.describe import (
     real_dates,
 )
 from lake.stac.extent import geographic_bbox
-
-STANDARD_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -81,16 +80,16 @@ def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
             step = _time_step(real)
             if step:
                 entry["step"] = step
-            if calendar not in STANDARD_CALENDARS:
+            if calendar not in REAL_CALENDARS:
                 entry["calendar"] = calendar
                 entry["description"] = (
                     f"time in the {calendar} calendar of the source; the extent gives the "
                     "nearest real dates"
                 )
-        elif name in ds.coords and geographic(ds[name].variable) is not None:
+        elif (kind := geographic(ds[name].variable) if name in ds.coords else None) is not None:
             entry = {
                 "type": "spatial",
-                "axis": "y" if geographic(ds[name].variable) == "latitude" else "x",
+                "axis": "y" if kind == "latitude" else "x",
                 "extent": [float(values.min()), float(values.max())],
                 "reference_system": 4326,
             }
