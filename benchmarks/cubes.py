@@ -2,6 +2,7 @@
 
     python benchmarks/cubes.py                 # 2 GB and 4 GB source sets, 3 runs per step
     python benchmarks/cubes.py --sizes 2 --repeat 1   # quicker: one 2 GB run per step
+    python benchmarks/cubes.py --suite stations       # station series only (a minute)
 
 For each size, in the same run and on the same machine:
 
@@ -14,6 +15,13 @@ For each size, in the same run and on the same machine:
 * ``ours``: ``lake build`` writing both layouts (maps and timeseries).
 * ``mfdataset``: ``xr.open_mfdataset(files).to_zarr(...)``.
 * ``mfdataset_ts``: ``xr.open_mfdataset(files).chunk(<time-series chunks>).to_zarr(...)``.
+
+Station series (``--suite stations``): a decade of hourly data at 5 depths, at 1 station and
+at 10 (one OceanSITES-like file each), ``lake build`` (``ours``) against the plain script
+``xr.open_mfdataset(files).chunk({"TIME": -1}).to_zarr(...)`` (``plain``) and against
+reading every value once (``read``: ``xr.open_dataset(file).load()``, the floor), each
+with its interpreter's start and imports; objects written are counted. Written to
+``benchmarks/results/cubes-stations.json``.
 
 Each step runs in its own process tree; peak RSS is the sum over that tree (client,
 scheduler and workers), sampled every 0.1 s. Reads count the GET requests (whole or ranged)
@@ -144,7 +152,31 @@ def step_mfdataset_ts(src: Path, out: Path) -> dict[str, Any]:
     return step_mfdataset(src, out, rechunk=True)
 
 
+def step_station_plain(src: Path, out: Path) -> dict[str, Any]:
+    """The plain script for a station series: one chunk along time, Zarr v3."""
+    import warnings
+
+    import xarray as xr
+
+    warnings.simplefilter("ignore")
+    ds = xr.open_mfdataset(sorted(src.glob("*.nc")))
+    ds.chunk({"TIME": -1}).to_zarr(out, mode="w", zarr_format=3, consolidated=True)
+    return {}
+
+
+def step_station_read(src: Path, out: Path) -> dict[str, Any]:
+    """The floor: every value read and decoded once, nothing written."""
+    import xarray as xr
+
+    for path in sorted(src.glob("*.nc")):
+        with xr.open_dataset(path) as ds:
+            ds.load()
+    return {}
+
+
 STEPS = {
+    "station_plain": step_station_plain,
+    "station_read": step_station_read,
     "floor": step_floor,
     "floor_write": step_floor_write,
     "floor_h5py": step_floor_h5py,
@@ -289,6 +321,53 @@ def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
             "source_on_disk": on_disk, "rows": rows}  # fmt: skip
 
 
+def bench_stations(work: Path, repeat: int, counts: list[int]) -> list[dict[str, Any]]:
+    """Station series at each number of stations: ours, the plain script, the read floor."""
+    from lake.samples import write_mooring
+
+    results = []
+    for stations in counts:
+        src = work / f"stations-{stations}"
+        if not list(src.glob("*.nc")):
+            write_mooring(src, start="2014-01-01", months=120, months_per_file=120,
+                          depths=(5.0, 10.0, 50.0, 100.0, 200.0), stations=stations)  # fmt: skip
+        outs = {"ours": work / "out" / "station-ours", "plain": work / "out" / "station.zarr",
+                "read": work / "out" / "station-read"}  # fmt: skip
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in outs}
+        objects: dict[str, int] = {}
+        for _ in range(repeat):
+            for name, out in outs.items():
+                run = run_step(name if name == "ours" else f"station_{name}", src, out)
+                runs[name].append(run)
+                if out.exists():
+                    objects[name] = sum(1 for p in out.rglob("*") if p.is_file())
+                shutil.rmtree(out, ignore_errors=True)
+        rows = []
+        for name in outs:
+            ordered = sorted(runs[name], key=lambda r: r["seconds"])
+            row = {**ordered[len(ordered) // 2], "step": name,
+                   "all_seconds": [r["seconds"] for r in runs[name]],
+                   "objects": objects.get(name, 0)}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        results.append({"stations": stations, "source_on_disk": _tree_bytes(src), "rows": rows})
+    return results
+
+
+def print_stations(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        plain = next(r for r in result["rows"] if r["step"] == "plain")["seconds"]
+        read = next(r for r in result["rows"] if r["step"] == "read")["seconds"]
+        print(f"\n== a decade of hourly data at 5 depths, {result['stations']} station(s), "
+              f"{_fmt(result['source_on_disk'])} NetCDF4 ==")  # fmt: skip
+        print(f"{'step':<8}{'status':<10}{'wall s':>8}{'x plain':>9}{'x read':>8}"
+              f"{'objects':>9}{'peak RSS':>11}")  # fmt: skip
+        for r in result["rows"]:
+            print(f"{r['step']:<8}{r['status'][:9]:<10}{r['seconds']:>8.1f}"
+                  f"{r['seconds'] / plain:>9.2f}{r['seconds'] / read:>8.2f}"
+                  f"{r['objects']:>9}{_fmt(r['peak_rss']):>11}")  # fmt: skip
+
+
 def print_table(result: dict[str, Any]) -> None:
     floor = next(r for r in result["rows"] if r["step"] == "floor")["seconds"]
     written = next(r for r in result["rows"] if r["step"] == "floor_write")["seconds"]
@@ -315,6 +394,8 @@ def print_table(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2,4", help="source sizes in GB, comma-separated")
+    parser.add_argument("--suite", choices=["all", "grids", "stations"], default="all")
+    parser.add_argument("--stations", default="1,10", help="station counts, comma-separated")
     parser.add_argument("--workdir", default="/tmp/lake-bench-cubes")
     parser.add_argument("--repeat", type=int, default=3, help="runs per step (median kept)")
     parser.add_argument("--step", choices=sorted(STEPS))
@@ -327,19 +408,25 @@ def main() -> None:
         Path(args.result).write_text(json.dumps(extra))
         return
     work = Path(args.workdir)
-    results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory": psutil.virtual_memory().total,
-            "python": platform.python_version(),
-        },
-        "sizes": [bench_size(float(gb), work, args.repeat) for gb in args.sizes.split(",")],
+    machine = {
+        "cpus": os.cpu_count(),
+        "memory": psutil.virtual_memory().total,
+        "python": platform.python_version(),
     }
-    for size in results["sizes"]:
-        print_table(size)
-    dest = HERE / "results" / "cubes.json"
-    dest.write_text(json.dumps(results, indent=1))
-    print(f"\nresults written to {dest}")
+    if args.suite in ("all", "stations"):
+        counts = [int(n) for n in args.stations.split(",")]
+        stations = bench_stations(work, args.repeat, counts)
+        print_stations(stations)
+        dest = HERE / "results" / "cubes-stations.json"
+        dest.write_text(json.dumps({"machine": machine, "stations": stations}, indent=1))
+        print(f"\nresults written to {dest}")
+    if args.suite in ("all", "grids"):
+        sizes = [bench_size(float(gb), work, args.repeat) for gb in args.sizes.split(",")]
+        for size in sizes:
+            print_table(size)
+        dest = HERE / "results" / "cubes.json"
+        dest.write_text(json.dumps({"machine": machine, "sizes": sizes}, indent=1))
+        print(f"\nresults written to {dest}")
 
 
 if __name__ == "__main__":

@@ -130,3 +130,25 @@ def test_a_failure_after_publishing_says_what_was_published(
         lake.build(spec, scheduler=client.scheduler.address, progress=False)
     (note,) = info.value.__notes__
     assert note.startswith("published before the failure: sst, occ;")
+
+
+def test_small_cube_builds_run_without_worker_processes(
+    spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lake.api import _prepare
+
+    assert _prepare(spec, "sst", None, None).small
+    assert not _prepare(spec, "sst", None, 2).small  # workers asked for
+    assert not _prepare(spec, "sst", "tcp://127.0.0.1:1", None).small  # a cluster given
+    assert not _prepare(spec, None, None, None).small  # a table's size is not known
+
+    def no_processes(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a small build started worker processes")
+
+    monkeypatch.setattr("lake.flows.cluster._local_cluster", no_processes)
+    report = lake.build(spec, only="sst", progress=False)
+    assert report.datasets[0].added == {"maps": 3, "timeseries": 3}
+    assert lake.verify(report.root).ok
+
+    monkeypatch.setattr("lake.api.SMALL_BUILD_BYTES", 0)
+    assert not _prepare(spec, "sst", None, None).small

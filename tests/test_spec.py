@@ -16,7 +16,7 @@ def test_relative_paths_are_taken_from_the_spec_folder(tmp_path: Path) -> None:
     spec = load_spec(tmp_path / "spec.yaml")
     assert spec.root == str(tmp_path / "lake")
     assert spec.datasets[0].cube.netcdf == [str(tmp_path / "data/*.nc")]
-    assert spec.datasets[0].cube.layouts == ["maps", "timeseries"]
+    assert spec.datasets[0].cube.layouts is None  # by the cube's shape
 
 
 def test_remote_urls_are_kept(tmp_path: Path) -> None:

@@ -75,17 +75,42 @@ def _selected(spec: Spec, only: str | Sequence[str] | None) -> list[Dataset]:
     return [spec.dataset(i) for i in ([only] if isinstance(only, str) else only)]
 
 
-def _prepare(
-    spec_or_path: Spec | str | Path, only: str | Sequence[str] | None, scheduler: str | None
-) -> tuple[Spec, list[Dataset], Root]:
-    """The spec (checked for what the catalogue needs), its datasets to build, its root."""
-    if scheduler is None:
-        from lake.flows.processes import start_worker_server
+SMALL_BUILD_BYTES = 128 * 1024 * 1024
+"""Sources up to this size (every dataset a cube) are built by one worker in this process:
+starting worker processes would take longer than the build (measured in BENCHMARKS.md)."""
 
-        start_worker_server()  # the workers' imports and ours proceed side by side
+
+@dataclass(frozen=True)
+class _Prepared:
+    spec: Spec
+    datasets: list[Dataset]
+    root: Root
+    small: bool
+    """Build in this process (see :data:`SMALL_BUILD_BYTES`)."""
+
+
+def _prepare(
+    spec_or_path: Spec | str | Path,
+    only: str | Sequence[str] | None,
+    scheduler: str | None,
+    workers: int | None,
+) -> _Prepared:
+    """The spec (checked for what the catalogue needs), its datasets to build, its root,
+    and whether the build is small enough to run in this process."""
     spec, source = _spec(spec_or_path)
     spec.check_catalogue(source)
-    return spec, _selected(spec, only), Root(spec.root, spec.storage_options)
+    datasets = _selected(spec, only)
+    small = False
+    if scheduler is None and workers is None:
+        from lake.flows import flow_of
+
+        sizes = [flow_of(d).source_bytes(d) for d in datasets]
+        small = None not in sizes and sum(s for s in sizes if s is not None) <= SMALL_BUILD_BYTES
+        if not small:
+            from lake.flows.processes import start_worker_server
+
+            start_worker_server()  # the workers' imports and ours proceed side by side
+    return _Prepared(spec, datasets, Root(spec.root, spec.storage_options), small)
 
 
 def _preload(datasets: list[Dataset]) -> list[str]:
@@ -182,7 +207,8 @@ def build(
     nothing was published.
     """
     started = time.perf_counter()
-    spec, datasets, root = _prepare(spec_or_path, only, scheduler)
+    prepared = _prepare(spec_or_path, only, scheduler, workers)
+    spec, datasets, root = prepared.spec, prepared.datasets, prepared.root
     root.check_writable()
 
     from lake.flows.cluster import dask_client
@@ -193,7 +219,9 @@ def build(
         # the storage, and shutting worker processes down is mostly waiting.
         with (
             ThreadPoolExecutor(1, thread_name_prefix="lake-catalogue") as pool,
-            dask_client(scheduler, workers, _preload(datasets), _import_flows, debug) as client,
+            dask_client(
+                scheduler, workers, _preload(datasets), _import_flows, debug, prepared.small
+            ) as client,
             _progress_bar(progress) as show,
         ):
             from lake.flows import flow_of
@@ -224,11 +252,14 @@ def plan(
 
     Scans new source files on the cluster and describes table sources; reads nothing else.
     """
-    _, datasets, root = _prepare(spec_or_path, only, scheduler)
+    prepared = _prepare(spec_or_path, only, scheduler, workers)
+    datasets, root = prepared.datasets, prepared.root
     from lake.flows.cluster import dask_client
 
     rows = []
-    with dask_client(scheduler, workers, _preload(datasets), _import_flows, debug) as client:
+    with dask_client(
+        scheduler, workers, _preload(datasets), _import_flows, debug, prepared.small
+    ) as client:
         from lake.flows import flow_of
 
         for dataset in datasets:

@@ -113,29 +113,39 @@ def write_mooring(
     depths: tuple[float, ...] = (10.0, 50.0, 100.0),
     site: str = "DEMO01",
     seed: int = 1,
+    months_per_file: int = 1,
+    stations: int = 1,
 ) -> list[Path]:
-    """Write one OceanSITES-like NetCDF4 file per month of a fixed mooring; return paths.
+    """Write OceanSITES-like NetCDF4 files of a fixed mooring (one per ``months_per_file``
+    months); return paths.
 
     ``TEMP`` and ``PSAL`` (TIME, DEPTH) with a daily cycle, a seasonal trend and sensor
     noise, each with an int8 ``*_QC`` flag variable (OceanSITES/Argo flag scale: 1 good,
     3 probably bad, 4 bad, 9 missing); ``LATITUDE``/``LONGITUDE`` of the site; CF time.
+    With ``stations`` above 1, an array of moorings in the CF orthogonal time-series
+    representation: (TIME, STATION, DEPTH), with ``LATITUDE``/``LONGITUDE(STATION)``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     first = pd.Timestamp(start)
     paths = []
-    for m in range(months):
+    lats = 43.8 + 0.1 * np.arange(stations)
+    lons = 7.9 + 0.1 * np.arange(stations)
+    dims: tuple[str, ...] = ("TIME", "STATION", "DEPTH") if stations > 1 else ("TIME", "DEPTH")
+    for m in range(0, months, months_per_file):
         month_start = first + pd.DateOffset(months=m)
-        month_end = month_start + pd.DateOffset(months=1)
+        month_end = first + pd.DateOffset(months=min(months, m + months_per_file))
         times = pd.date_range(month_start, month_end, freq=f"{step_minutes}min", inclusive="left")
         hours = (times - pd.Timestamp("1950-01-01")).total_seconds().to_numpy() / 3600.0
         day = 2 * np.pi * (hours % 24) / 24
         season = 2 * np.pi * times.day_of_year.to_numpy() / 365.25
-        z = np.asarray(depths)[None, :]
-        temp = (12 + 3 * np.sin(season)[:, None] * np.exp(-z / 80) + 0.3 * np.sin(day)[:, None]
-                - 0.02 * z + rng.normal(0, 0.05, (len(times), len(depths))))  # fmt: skip
-        psal = 35.2 + 0.002 * z + rng.normal(0, 0.01, (len(times), len(depths)))
+        z = np.asarray(depths)[None, None, :]
+        shape = (len(times), stations, len(depths))
+        offset = 0.5 * np.arange(stations)[None, :, None] - 0.02 * z
+        temp = (12 + 3 * np.sin(season)[:, None, None] * np.exp(-z / 80) + offset
+                + 0.3 * np.sin(day)[:, None, None] + rng.normal(0, 0.05, shape))  # fmt: skip
+        psal = 35.2 + 0.002 * z + rng.normal(0, 0.01, shape)
         temp_qc = np.ones(temp.shape, dtype="i1")
         psal_qc = np.ones(psal.shape, dtype="i1")
         spikes = rng.random(temp.shape) < 0.002
@@ -144,7 +154,14 @@ def write_mooring(
         gaps = rng.random(psal.shape) < 0.001
         psal[gaps] = 99999.0
         psal_qc[gaps] = 9
-        path = folder / f"OS_{site}_{month_start:%Y%m}_D_TS.nc"
+        if stations == 1:
+            temp, psal, temp_qc, psal_qc = (a[:, 0] for a in (temp, psal, temp_qc, psal_qc))
+        name = f"{month_start:%Y%m}" + (f"-{month_end - pd.DateOffset(months=1):%Y%m}"
+                                        if months_per_file > 1 else "")  # fmt: skip
+        path = folder / f"OS_{site}_{name}_D_TS.nc"
+        # Chunks of about a month of hourly data: the library's default for an unlimited
+        # dimension (one step per chunk) makes a decade 87,600 chunks per variable.
+        chunks = (min(len(times), 1024), *((stations,) if stations > 1 else ()), len(depths))
         with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
             nc.data_type = "OceanSITES time-series data"
             nc.format_version = "1.4"
@@ -154,6 +171,8 @@ def write_mooring(
             nc.featureType = "timeSeriesProfile"
             nc.createDimension("TIME", None)
             nc.createDimension("DEPTH", len(depths))
+            if stations > 1:
+                nc.createDimension("STATION", stations)
             t = nc.createVariable("TIME", "f8", ("TIME",))
             t.units = "days since 1950-01-01T00:00:00Z"
             t.standard_name = "time"
@@ -166,24 +185,27 @@ def write_mooring(
             d.standard_name = "depth"
             d.axis = "Z"
             d[:] = np.asarray(depths, dtype="f4")
-            for name, axis, value, standard in (("LATITUDE", "Y", 43.8, "latitude"),
-                                                 ("LONGITUDE", "X", 7.9, "longitude")):  # fmt: skip
-                v = nc.createVariable(name, "f4", ())
+            places = (("LATITUDE", "Y", lats, "latitude"), ("LONGITUDE", "X", lons, "longitude"))
+            for name, axis, value, standard in places:
+                v = nc.createVariable(name, "f4", ("STATION",) if stations > 1 else ())
                 v.units = "degrees_north" if axis == "Y" else "degrees_east"
                 v.standard_name = standard
                 v.axis = axis
-                v.assignValue(value)
+                if stations > 1:
+                    v[:] = value.astype("f4")
+                else:
+                    v.assignValue(value[0])
             for name, values, flags, unit, standard in (
                 ("TEMP", temp, temp_qc, "degree_Celsius", "sea_water_temperature"),
                 ("PSAL", psal, psal_qc, "1e-3", "sea_water_practical_salinity"),
             ):
-                var = nc.createVariable(name, "f4", ("TIME", "DEPTH"), zlib=True,
+                var = nc.createVariable(name, "f4", dims, zlib=True, chunksizes=chunks,
                                         fill_value=np.float32(99999.0))  # fmt: skip
                 var.units = unit
                 var.standard_name = standard
                 var.ancillary_variables = f"{name}_QC"
                 var[:] = np.where(flags == 9, 99999.0, values).astype("f4")
-                qc = nc.createVariable(f"{name}_QC", "i1", ("TIME", "DEPTH"), zlib=True,
+                qc = nc.createVariable(f"{name}_QC", "i1", dims, zlib=True, chunksizes=chunks,
                                        fill_value=np.int8(-127))  # fmt: skip
                 qc.long_name = f"quality flag of {name}"
                 qc.conventions = "OceanSITES reference table 2"

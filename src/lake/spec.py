@@ -40,7 +40,7 @@ def _check_dataset_id(value: str) -> str:
 
 DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]
 Layout = Literal["maps", "timeseries"]
-_ALL_LAYOUTS: tuple[Layout, ...] = ("maps", "timeseries")
+LAYOUTS: tuple[Layout, ...] = ("maps", "timeseries")
 
 
 class _Model(BaseModel):
@@ -91,7 +91,9 @@ class CubeSource(_Sourced):
 
     netcdf: str | list[str] | None = None
     """A glob, a list of paths/globs, or fsspec URLs (``s3://bucket/*.nc``)."""
-    layouts: list[Layout] = Field(default_factory=lambda: list(_ALL_LAYOUTS), min_length=1)
+    layouts: list[Layout] | None = Field(None, min_length=1)
+    """The copies to build (default: by the cube's shape, and on later builds the layouts
+    already published: a station series only ``timeseries``, any other cube both)."""
     variables: list[str] | None = None
     """Keep only these data variables (default: all)."""
     time: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -103,8 +105,8 @@ class CubeSource(_Sourced):
 
     @field_validator("layouts")
     @classmethod
-    def _unique_layouts(cls, value: list[Layout]) -> list[Layout]:
-        if len(set(value)) != len(value):
+    def _unique_layouts(cls, value: list[Layout] | None) -> list[Layout] | None:
+        if value is not None and len(set(value)) != len(value):
             raise ValueError("each layout may appear once")
         return value
 

@@ -30,6 +30,9 @@ CALENDARS = ["standard", "proleptic_gregorian", "noleap", "365_day", "all_leap",
 _DAYS = {"360_day": [30] * 12, "all_leap": [31, 29, *[31, 30, 31, 30, 31, 31, 30, 31, 30, 31]]}
 _DAYS["366_day"] = _DAYS["all_leap"]
 
+# Small grids get only the time-series layout by default; these tests need both.
+BOTH = ["maps", "timeseries"]
+
 
 def _month_days(calendar: str, year: int) -> list[int]:
     if calendar in _DAYS:
@@ -86,9 +89,9 @@ def test_every_calendar_builds_appends_and_describes(
     write_monthly(first, calendar, 0, 14)
     write_monthly(second, calendar, 14, 10)
     root = Root(str(tmp_path / "lake"))
-    spec = spec_for(root.url, [str(first)], tmp_path)
+    spec = spec_for(root.url, [str(first)], tmp_path, layouts=BOTH)
     build_cube(client, root, spec.datasets[0])
-    spec = spec_for(root.url, [str(first), str(second)], tmp_path)
+    spec = spec_for(root.url, [str(first), str(second)], tmp_path, layouts=BOTH)
     appended = build_cube(client, root, spec.datasets[0])
     assert appended.added == {"maps": 10, "timeseries": 10}
 
@@ -142,7 +145,7 @@ def test_a_real_cmip5_series_of_three_files(shared_data: Path, tmp_path: Path,
     files = sorted((shared_data / "real" / "gridded" / "zostoga_hadgem2es").glob("*.nc"))
     assert len(files) == 3
     root = Root(str(tmp_path / "lake"))
-    spec = spec_for(root.url, [str(f) for f in files], tmp_path)
+    spec = spec_for(root.url, [str(f) for f in files], tmp_path, layouts=BOTH)
     result = build_cube(client, root, spec.datasets[0])
     expected = decoded_source(*files)
     assert result.ntime == expected.sizes["time"] == 1128 + 1467 + 934

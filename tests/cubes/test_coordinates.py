@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 LAT = {"units": "degrees_north", "standard_name": "latitude"}
 LON = {"units": "degrees_east", "standard_name": "longitude"}
 
+# Small grids get only the time-series layout by default; these tests need both.
+BOTH = ["maps", "timeseries"]
+
 
 def _write(path: Path, dims: dict[str, int], coords: dict[str, tuple[tuple[str, ...], Any,
            dict[str, str]]], data_dims: tuple[str, ...]) -> None:  # fmt: skip
@@ -111,7 +114,7 @@ def test_coordinates_keep_their_meaning(case: str, tmp_path: Path, client: Clien
     source = tmp_path / "src.nc"
     _write(source, dims, coords, data_dims)
     root = Root(str(tmp_path / "lake"))
-    spec = spec_for(root.url, str(source), tmp_path)
+    spec = spec_for(root.url, str(source), tmp_path, layouts=BOTH)
     build_cube(client, root, spec.datasets[0])
     write_catalogue(root, spec)
     expected = decoded_source(source)
@@ -178,7 +181,7 @@ def test_real_cmip6_curvilinear_and_365_day(name: str, shared_data: Path, tmp_pa
                                             client: Client) -> None:  # fmt: skip
     source = shared_data / "real" / "gridded" / name
     root = Root(str(tmp_path / "lake"))
-    spec = spec_for(root.url, str(source), tmp_path)
+    spec = spec_for(root.url, str(source), tmp_path, layouts=BOTH)
     build_cube(client, root, spec.datasets[0])
     write_catalogue(root, spec)
     expected = decoded_source(source)

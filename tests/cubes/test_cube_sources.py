@@ -72,7 +72,7 @@ def test_netcdf3_source_on_s3(
         str(tmp_path / "lake"), f"s3://{bucket}/in/*.nc", tmp_path, storage_options=options
     )
     build_cube(client, Root(spec.root), spec.datasets[0])
-    assert_same(open_cube(str(tmp_path / "lake/cube/maps.zarr")), decoded_source(source))
+    assert_same(open_cube(str(tmp_path / "lake/cube/timeseries.zarr")), decoded_source(source))
 
 
 def test_command_line_summary_and_rerun(tmp_path: Path, client: Client) -> None:

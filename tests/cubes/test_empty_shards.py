@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.distributed
 
+# Small grids get only the time-series layout by default; these tests need both.
+BOTH = ["maps", "timeseries"]
+
 
 def _write(path: Path, start: int, days: int, filled: bool) -> None:
     with netCDF4.Dataset(path, "w") as nc:
@@ -53,7 +56,7 @@ def test_all_fill_variables_write_no_object_and_verify(tmp_path: Path, client: C
     src.mkdir()
     _write(src / "a.nc", 0, 3, filled=False)
     root = Root(str(tmp_path / "lake"))
-    spec = spec_for(root.url, [str(src / "a.nc")], tmp_path)
+    spec = spec_for(root.url, [str(src / "a.nc")], tmp_path, layouts=BOTH)
     build_cube(client, root, spec.datasets[0])
     write_catalogue(root, spec)
     for layout in ("maps", "timeseries"):
@@ -67,7 +70,7 @@ def test_all_fill_variables_write_no_object_and_verify(tmp_path: Path, client: C
 
     # Real values arrive in the same shards: they are written and leave the record.
     _write(src / "b.nc", 3, 2, filled=True)
-    spec = spec_for(root.url, [str(src / "a.nc"), str(src / "b.nc")], tmp_path)
+    spec = spec_for(root.url, [str(src / "a.nc"), str(src / "b.nc")], tmp_path, layouts=BOTH)
     build_cube(client, root, spec.datasets[0])
     write_catalogue(root, spec)
     write_catalogue(root, spec)

@@ -5,7 +5,9 @@
   day's map costs a few range requests.
 * ``timeseries``: an inner chunk is a long run of time steps over a small spatial tile; a
   shard holds one such time block over a larger spatial tile. One point's full series costs
-  one range request per time block.
+  one range request per time block. At a few locations (a mooring, a tide gauge) the
+  time block grows to the reader's unit and a shard takes the depth levels too, so a
+  decade of hourly data is one object per variable.
 
 The maps inner tile *is* the time-series shard tile, so building the time-series layout
 from the maps layout decompresses every maps chunk exactly once per time block, and a
@@ -19,24 +21,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-    from lake.spec import Chunking
+    from lake.cubes.source import VariableSchema
+    from lake.spec import Chunking, Layout
 
 MB = 1024 * 1024
 # 128 steps per time-series chunk: a daily append rewrites at most 127 earlier steps of the
 # last block, and a 10-year daily point series is 29 range requests.
 DEFAULT_TIMESERIES_TIME = 128
 MAX_MAPS_TIME_PER_SHARD = 1024
+# 2**19 steps: 60 years of hourly data; a longer series at a station takes several chunks.
+MAX_TIMESERIES_TIME = 2**19
+# A cube whose variables cover at most this many locations (the product of their extents
+# other than time and depth) is a station series: by default only its time-series layout
+# is built, since a map of a few points serves no reader.
+STATION_LOCATIONS = 64
 
 
 @dataclass(frozen=True)
 class ChunkPlan:
     chunks: tuple[int, ...]
     shards: tuple[int, ...]
+
+    @classmethod
+    def of_array(cls, metadata: Mapping[str, Any]) -> ChunkPlan:
+        """The plan a published array was written with (its Zarr v3 ``zarr.json``)."""
+        outer = tuple(metadata["chunk_grid"]["configuration"]["chunk_shape"])
+        first = (metadata.get("codecs") or [{}])[0]
+        if first.get("name") == "sharding_indexed":
+            return cls(tuple(first["configuration"]["chunk_shape"]), outer)
+        return cls(outer, outer)
+
+
+def default_layouts(variables: Mapping[str, VariableSchema]) -> list[Layout]:
+    """The layouts a cube gets when its spec names none: a station series (at most
+    :data:`STATION_LOCATIONS` locations) only ``timeseries``, any other cube both."""
+    locations = max(
+        (math.prod(n for d, n in zip(v.dims, v.shape, strict=True) if d not in ("time", "depth"))
+         for v in variables.values()),
+        default=1,
+    )  # fmt: skip
+    return ["timeseries"] if locations <= STATION_LOCATIONS else ["maps", "timeseries"]
 
 
 def fit_tile(extent: Sequence[int], max_elems: float) -> list[int]:
@@ -88,10 +117,23 @@ def plan_chunks(
     extent = [max(size[d], 1) for d in space]
 
     ts_inner = fit_tile(extent, inner_bytes / (t_block * itemsize))
+    few = ts_inner == extent  # the whole map fits one time-series chunk: a station, a few
+    if few and chunking.timeseries_time is None:
+        # A series at a few locations takes a longer run of time per chunk, up to the
+        # reader's unit: a decade of hourly data at a mooring is one chunk, not 685.
+        per_step = itemsize * math.prod(extent)
+        while t_block < MAX_TIMESERIES_TIME and 2 * t_block * per_step <= inner_bytes:
+            t_block *= 2
     ts_shard = grow_tile(ts_inner, extent, shard_bytes / (t_block * itemsize))
+    # When one shard covers the whole map, it takes the depth levels too (as many as fit):
+    # a station's variable is then one object, one depth's series one range request in it.
+    ts_depth = 1
+    if ts_shard == extent and "depth" in size:
+        per_level = t_block * itemsize * math.prod(extent)
+        ts_depth = max(1, min(size["depth"], int(shard_bytes // per_level)))
     if layout == "timeseries":
         chunk = {"time": t_block, "depth": 1, **dict(zip(space, ts_inner, strict=True))}
-        shard = {"time": t_block, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
+        shard = {"time": t_block, "depth": ts_depth, **dict(zip(space, ts_shard, strict=True))}
     else:
         maps_shard = grow_tile(ts_shard, extent, shard_bytes / itemsize)
         per_step = itemsize * math.prod(maps_shard)

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lake.cubes.blocks import ArrayRef
+from lake.cubes.chunking import ChunkPlan, default_layouts
 from lake.cubes.index import SourceIndex, index_sources
 from lake.cubes.publish import Published, check_packing, has_chunk_checksums, read_published
 from lake.cubes.source import SourceFile, digest
 from lake.cubes.template import TIME_CHUNK, array_metadata, build_template, render_layout
 from lake.cubes.timeaxis import choose_time_units, encode_times
 from lake.errors import SourceError, TargetError
+from lake.spec import LAYOUTS
 from lake.storage import redact
 
 if TYPE_CHECKING:
@@ -77,9 +79,10 @@ def plan_cube(
     published cube and the scans of the source files (``reader`` opens the first one)."""
     cube = dataset.cube
     assert cube is not None
-    published: dict[str, Published | None] = {
-        layout: read_published(root, layout_group(dataset.id, layout)) for layout in cube.layouts
-    }
+    existing = {layout: read_published(root, layout_group(dataset.id, layout))
+                for layout in LAYOUTS}  # fmt: skip
+    chosen = cube.layouts or [k for k, p in existing.items() if p is not None]
+    published: dict[str, Published | None] = {layout: existing[layout] for layout in chosen}
     base = _most_advanced(dataset.id, published)
     last = base.times[-1] if base is not None and base.ntime else None
 
@@ -109,6 +112,8 @@ def plan_cube(
         if base is not None:
             _check_against_published(base, new_index, infos, dataset.id)
     ntime = len(axis)
+    if not published:  # a first build and no layouts named: by the cube's shape
+        published = dict.fromkeys(default_layouts(infos[0].variables))
     lagging = {k: (p.ntime if p else 0) for k, p in published.items()}
     if all(n == ntime for n in lagging.values()):
         return CubePlan(dataset.id, len(infos), None, ntime)
@@ -143,15 +148,20 @@ def plan_cube(
     first = reader.open(sorted(infos, key=lambda i: i.times[0])[0].url)
     try:
         works = []
-        for layout in cube.layouts:
-            pub = published[layout]
+        for layout, pub in published.items():
             if pub is not None and pub.ntime == ntime:
                 continue
             group = layout_group(dataset.id, layout)
             checksums = pub is None or has_chunk_checksums(pub)
+            # A published layout keeps the chunks it was built with (the defaults may have
+            # changed since); chunking the spec names explicitly is checked against them.
+            keep = {} if pub is None or "chunking" in cube.model_fields_set else {
+                name: ChunkPlan.of_array(pub.arrays[name])
+                for name in index.variables if name in pub.arrays
+            }  # fmt: skip
             template, encoding = build_template(
                 first, index, axis, units, layout, cube.chunking, checksums,
-                time_chunk=pub.time_chunk if pub is not None else TIME_CHUNK,
+                time_chunk=pub.time_chunk if pub is not None else TIME_CHUNK, keep=keep,
             )  # fmt: skip
             documents = render_layout(template, encoding)
             targets = {

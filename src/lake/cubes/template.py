@@ -48,6 +48,7 @@ def build_template(
     chunking: Chunking,
     checksums: bool = True,
     time_chunk: int = TIME_CHUNK,
+    keep: Mapping[str, ChunkPlan] | None = None,
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
     """The full-size dataset (lazy placeholders for time-dependent variables) and encoding.
 
@@ -55,7 +56,7 @@ def build_template(
     published cube): were its chunk the whole axis, an append would rewrite that chunk in
     a shape the published metadata cannot read, and readers would fail until the new
     metadata lands. With a fixed grid the rewritten last chunk holds the published values
-    unchanged.
+    unchanged. ``keep``: the chunk plans of variables already published, which stay.
     """
     # Here, not at the top: workers import this module but never need dask.array (0.3 s).
     import dask.array
@@ -88,7 +89,13 @@ def build_template(
             # objects; blocks are encoded as they are written (`lake.cubes.blocks`).
             dtype = np.dtype("int64")
             attrs.update(units=time_units, calendar=calendar)
-        plan: ChunkPlan = plan_chunks(schema.dims, shape, max(dtype.itemsize, 1), layout, chunking)  # type: ignore[arg-type]
+        plan: ChunkPlan = (keep or {}).get(name) or plan_chunks(
+            schema.dims,
+            shape,
+            max(dtype.itemsize, 1),
+            layout,  # type: ignore[arg-type]
+            chunking,
+        )
         if dtype.kind == "T":
             plan = ChunkPlan(plan.chunks, plan.chunks)  # variable-length strings: no sharding
         placeholder = dask.array.empty(shape, dtype=dtype, chunks=plan.shards)

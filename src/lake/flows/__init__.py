@@ -29,6 +29,9 @@ class Flow:
     """``dry_run(client, root, dataset, full_refresh)`` → [id, kind, source, read, write]."""
     tidy: Callable[..., object]
     """``tidy(root, dataset_id)``, once the catalogue is rewritten."""
+    source_bytes: Callable[..., int | None]
+    """``source_bytes(dataset)``: the size of what a build would read, when a listing tells
+    it without reading (None when unknown): small builds run without worker processes."""
 
 
 def flow_of(dataset: Dataset) -> Flow:

@@ -112,8 +112,11 @@ def dask_client(
     preload: Sequence[str] = (),
     meanwhile: Callable[[], None] | None = None,
     debug: bool = False,
+    in_process: bool = False,
 ) -> Iterator[Client]:
-    """A client on ``scheduler``, or on a fresh LocalCluster of worker processes.
+    """A client on ``scheduler``, or on a fresh LocalCluster of worker processes (with
+    ``in_process``, and no ``workers`` asked for: one worker thread in this process, for
+    builds that would spend longer starting processes than building).
 
     A local cluster starts in a background thread while ``meanwhile`` (the caller's own
     imports) runs in this one: starting worker processes is mostly waiting for them, so
@@ -133,6 +136,13 @@ def dask_client(
             prepare_workers(client)
             yield client
         return
+    if in_process and workers is None:
+        if meanwhile is not None:
+            meanwhile()
+        with _in_process_cluster(debug) as cluster, Client(cluster) as client:
+            prepare_workers(client)
+            yield client
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="lake-cluster") as pool:
         starting = pool.submit(_local_cluster, workers, list(preload), None, debug)
         try:
@@ -146,6 +156,20 @@ def dask_client(
     with cluster, Client(cluster) as client:
         prepare_workers(client)
         yield client
+
+
+def _in_process_cluster(debug: bool = False) -> LocalCluster:
+    """A scheduler and one single-threaded worker in this process: tasks run one at a
+    time, as in worker processes (the NetCDF and HDF5 libraries are not thread-safe)."""
+    warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+    return LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        memory_limit=0,
+        dashboard_address=None,
+        silence_logs=logging.ERROR if debug else logging.CRITICAL,
+    )
 
 
 def _local_cluster(

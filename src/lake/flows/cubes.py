@@ -20,6 +20,7 @@ from lake.flows.cluster import worker_count
 from lake.flows.gather import Progress, gather, quiet, tree_size
 from lake.registry import cube_reader
 from lake.report import DatasetReport
+from lake.spec import LAYOUTS
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -180,7 +181,7 @@ def build_cube(
     assert cube is not None
     result = CubeResult(dataset.id)
     root.remove_partials(dataset.id)
-    for layout in cube.layouts:
+    for layout in LAYOUTS:
         recover(root, layout_group(dataset.id, layout))
     plan, scanned = scan_and_plan(client, root, dataset, progress)
     result.files_found = plan.files_found
@@ -215,4 +216,11 @@ def _nothing_to_tidy(root: Root, dataset_id: str) -> None:
     """A cube keeps nothing the catalogue pointed at: its publish replaces in place."""
 
 
-FLOW = Flow(build_cube, dry_run_cube, _nothing_to_tidy)
+def source_bytes(dataset: Dataset) -> int | None:
+    """The listed size of a cube's source files (None if a listing gives no size)."""
+    files = [listed(url, info) for url, info in cube_reader(dataset).list_files().items()]
+    sizes = [f.size for f in files]
+    return None if None in sizes else sum(s for s in sizes if s is not None)
+
+
+FLOW = Flow(build_cube, dry_run_cube, _nothing_to_tidy, source_bytes)

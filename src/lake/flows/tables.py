@@ -152,4 +152,8 @@ def tidy_table(root: Root, dataset_id: str) -> list[str]:
     return clean(root, dataset_id, read_manifest(root, dataset_id))
 
 
-FLOW = Flow(build_table, dry_run_table, tidy_table)
+def _unknown_size(dataset: Dataset) -> None:
+    """A table's size is known only once its source is described (on the cluster)."""
+
+
+FLOW = Flow(build_table, dry_run_table, tidy_table, _unknown_size)

@@ -32,7 +32,6 @@ EXT = {
 }
 MEDIA_ZARR = "application/vnd.zarr; version=3"
 MEDIA_PARQUET = "application/vnd.apache.parquet"
-LAYOUTS = ("maps", "timeseries")
 SAMPLE_FILES = 32
 """A table's thumbnail reads the bbox columns of at most this many files (spread over all)."""
 

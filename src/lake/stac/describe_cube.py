@@ -10,9 +10,9 @@ import numpy as np
 
 from lake.cubes.coords import geographic
 from lake.cubes.timeaxis import REAL_CALENDARS
+from lake.spec import LAYOUTS
 from lake.stac.describe import (
     EXT,
-    LAYOUTS,
     MEDIA_ZARR,
     STAC_VERSION,
     Description,
