@@ -89,7 +89,7 @@ def test_blocks_hold_the_stored_values(
 ) -> None:
     import xarray as xr
 
-    from lake.cubes import netcdf
+    from lake.cubes import netcdf, rawread
 
     made = write_daily_product(tmp_path / "made", days=3, ny=20, nx=30, depths=2, packed=packed)
     files = []
@@ -98,13 +98,13 @@ def test_blocks_hold_the_stored_values(
         with xr.open_dataset(path, mask_and_scale=False) as ds:
             ds.to_netcdf(files[-1], format=fmt)  # type: ignore[call-overload]
     through_hdf5: list[bool] = []
-    read_hdf5 = netcdf._read_hdf5
+    read_hdf5 = rawread.read_hdf5
 
     def spy(*args: Any) -> bool:
         through_hdf5.append(read_hdf5(*args))
         return through_hdf5[-1]
 
-    monkeypatch.setattr(netcdf, "_read_hdf5", spy)
+    monkeypatch.setattr(rawread, "read_hdf5", spy)
     index = index_sources([scan_file(str(p)) for p in files])
     assert index.variables["thetao"].direct
     region = {"time": slice(1, 3), "depth": slice(1, 2), "latitude": slice(5, 15),

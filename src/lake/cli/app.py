@@ -194,7 +194,8 @@ def _cube_row(r: CubeResult) -> list[str]:
     return [
         r.dataset, f"{r.files_read} of {r.files_found} files\n{r.files_scanned} scanned",
         _size(r.bytes_in),
-        _size(r.bytes_out), f"{r.ntime} time steps", added, f"{r.seconds:.1f}",
+        _size(r.bytes_out), "a static layer" if r.static else f"{r.ntime} time steps", added,
+        f"{r.seconds:.1f}",
     ]  # fmt: skip
 
 

@@ -179,16 +179,19 @@ def _write_block(
     committed: ArrayRef | None,
     published_ntime: int,
 ) -> Written:
-    t = region["time"]
-    axis = target.dims.index("time")
-    parts = []
-    if committed is not None and t.start < published_ntime:
-        old = {**region, "time": slice(t.start, min(t.stop, published_ntime))}
-        parts.append(np.asarray(committed.open()[_selection(committed.dims, old)]))
-    if t.stop > published_ntime:
-        new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
-        parts.append(_stored(target, feed.read(target.name, new)))
-    data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+    if "time" not in target.dims:  # a static layer: written whole, never appended to
+        data = _stored(target, feed.read(target.name, region))
+    else:
+        t = region["time"]
+        axis = target.dims.index("time")
+        parts = []
+        if committed is not None and t.start < published_ntime:
+            old = {**region, "time": slice(t.start, min(t.stop, published_ntime))}
+            parts.append(np.asarray(committed.open()[_selection(committed.dims, old)]))
+        if t.stop > published_ntime:
+            new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
+            parts.append(_stored(target, feed.read(target.name, new)))
+        data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
     key = shard_key(target, region)
     if all_fill(data, target.metadata.get("fill_value")):
         # Any earlier object of this shard stays: its published part is all fill too, and

@@ -154,3 +154,28 @@ def plan_chunks(
             **dict(zip(space, maps_shard, strict=True)),
         }
     return ChunkPlan(tuple(chunk[d] for d in dims), tuple(shard[d] for d in dims))
+
+
+def plan_static_chunks(
+    dims: Sequence[str], shape: Sequence[int], itemsize: int, chunking: Chunking
+) -> ChunkPlan:
+    """Inner chunk and shard shapes for a variable without a time axis (a static layer).
+
+    By the CF order of dimensions (T, Z, Y, X) the last two are the map: an inner chunk is
+    one level of the leading dimensions (a month, a depth) over a tile of the map, a shard
+    holds the whole map (as far as ``shard_mb`` allows) and as many levels as fit.
+    """
+    inner_bytes = chunking.inner_chunk_mb * MB
+    shard_bytes = chunking.shard_mb * MB
+    split = len(dims) - min(2, len(dims))
+    levels, extent = list(shape[:split]), [max(n, 1) for n in shape[split:]]
+    tile = fit_tile(extent, inner_bytes / itemsize)
+    shard = grow_tile(tile, extent, shard_bytes / itemsize)
+    level_chunks = [1] * len(levels)
+    level_shards = [1] * len(levels)
+    room = int(shard_bytes // (itemsize * math.prod(shard)))
+    for i in reversed(range(len(levels))):
+        take = max(1, min(max(levels[i], 1), room))
+        level_shards[i] = take
+        room = max(1, room // take)
+    return ChunkPlan(tuple(level_chunks + tile), tuple(level_shards + shard))

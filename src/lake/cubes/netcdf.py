@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from lake.cubes.coords import choose_time_axis, normalise
+from lake.cubes.rawread import read_direct
 from lake.cubes.source import SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
 from lake.storage import is_local, redact
@@ -210,12 +211,7 @@ def scan_file(
     shown = redact(url)
     try:
         if "time" not in ds.dims or "time" not in ds.variables:
-            raise SourceError(
-                shown,
-                "has no time dimension (looked for axis 'T', standard_name 'time' or a "
-                "variable named time)",
-                "only files with a time dimension can form a cube; remove this file",
-            )
+            return _scan_static(ds, url, variables, size, storage_options)
         axis = ds.variables["time"]
         if axis.dtype.kind not in "MO":
             units = axis.attrs.get("units")
@@ -284,6 +280,57 @@ def scan_file(
         ds.close()
 
 
+def _scan_static(
+    ds: xr.Dataset,
+    url: str,
+    variables: Sequence[str] | None,
+    size: int | None,
+    storage_options: Mapping[str, Any] | None,
+) -> SourceFile:
+    """The scan of a file with no time axis (a static layer: bathymetry, a mask, cell
+    areas; or a climatology along its own ``month`` axis): its data variables are the
+    cube's, whole; its coordinates are small arrays of the layout."""
+    shown = redact(url)
+    selected = set(variables) if variables else None
+    schema: dict[str, VariableSchema] = {}
+    statics: dict[str, str] = {}
+    for key, var in ds.variables.items():
+        name = str(key)
+        if key in ds.coords or var.ndim == 0:
+            statics[name] = digest(np.asarray(var.values))
+        elif selected is None or name in selected:
+            schema[name] = VariableSchema(
+                tuple(map(str, var.dims)),
+                tuple(var.shape),
+                str(var.dtype),
+                _packing(var),
+                source_name=var.encoding.get("source_name", name),
+                direct=var.dtype.kind in "iufb"
+                and not {"scale_factor", "add_offset"} & set(var.encoding),
+            )
+    missing = sorted((selected or set()) - set(schema))
+    if missing:
+        raise SourceError(
+            shown, f"has no data variable(s) {', '.join(missing)}", "correct the spec's `variables`"
+        )
+    if not schema:
+        raise SourceError(
+            shown,
+            "has neither a time axis (axis 'T', standard_name 'time' or a variable named "
+            "time) nor a data variable with dimensions",
+            "only gridded data form a cube; remove this file",
+        )
+    return SourceFile(
+        url=url,
+        times=np.asarray([], dtype="datetime64[ns]"),
+        time_units="",
+        calendar="",
+        variables=schema,
+        statics=statics,
+        size=size if size is not None else _size_of(url, storage_options),
+    )
+
+
 def scan_files(
     files: Sequence[tuple[str, int | None]],
     storage_options: Mapping[str, Any] | None = None,
@@ -310,53 +357,6 @@ def scan_files(
     return out
 
 
-def _read_direct(
-    path: str,
-    schema: VariableSchema,
-    sel: Mapping[str, slice],
-    out: np.ndarray,
-    dest: tuple[slice, ...],
-) -> None:
-    """Raw values of a local file straight into ``out[dest]``, without xarray: through
-    h5py for NetCDF-4 files, else through netCDF4 (NetCDF-3)."""
-    source = tuple(sel.get(d, slice(None)) for d in schema.dims)
-    if _read_hdf5(path, schema.source_name, source, out, dest):
-        return
-    import netCDF4
-
-    with netCDF4.Dataset(path) as nc:
-        var = nc.variables[schema.source_name]
-        var.set_auto_maskandscale(False)
-        out[dest] = np.asarray(var[source])
-
-
-def _read_hdf5(
-    path: str, name: str, source: tuple[slice, ...], out: np.ndarray, dest: tuple[slice, ...]
-) -> bool:
-    """Read a NetCDF-4 variable (an HDF5 dataset) into ``out[dest]`` with h5py: HDF5
-    decodes its chunks into the block itself. With the workers' allocator settings that
-    takes 14 ms for a zlib-compressed 1024 x 1440 float32 map where netCDF4, whose array
-    is then copied into the block, takes 18 ms (measured). False if the file is not HDF5
-    or ``name`` is not a dataset of that rank: netCDF4 then reads it, or says why not.
-
-    (A time-dependent variable always has its own dataset: netCDF-4 renames a variable
-    only when it is named after a dimension it does not have, and xarray refuses such
-    files.)
-    """
-    import h5py
-
-    try:
-        file = h5py.File(path, "r")
-    except OSError:
-        return False
-    with file:
-        dataset = file.get(name)
-        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != len(source):
-            return False
-        dataset.read_direct(out, source, dest)
-    return True
-
-
 def read_block(
     index: SourceIndex,
     name: str,
@@ -366,6 +366,8 @@ def read_block(
 ) -> np.ndarray:
     """Raw values of variable ``name`` for ``region`` (global time indices) from the files."""
     schema = index.variables[name]
+    if "time" not in schema.dims:
+        return _read_static(index.files[0], schema, name, region, storage_options, time)
     tslice = region["time"]
     axis = schema.dims.index("time")
     shape = [
@@ -384,7 +386,7 @@ def read_block(
             if schema.direct and is_local(url):
                 if out is None:
                     out = np.empty(shape, dtype=np.dtype(schema.dtype))
-                _read_direct(url.removeprefix("file://"), schema, sel, out, dest)
+                read_direct(url.removeprefix("file://"), schema, sel, out, dest)
             else:
                 ds = open_netcdf(url, storage_options, time)
                 try:
@@ -411,6 +413,40 @@ def read_block(
             "restore the missing source files or delete the cube to rebuild it",
         )
     return out
+
+
+def _read_static(
+    url: str,
+    schema: VariableSchema,
+    name: str,
+    region: Mapping[str, slice],
+    storage_options: Mapping[str, Any] | None,
+    time: str | None,
+) -> np.ndarray:
+    """Raw values of ``region`` of a variable with no time axis, from its one file."""
+    sel = {d: region[d] for d in schema.dims if d in region}
+    try:
+        if schema.direct and is_local(url):
+            shape = [len(range(*sel[d].indices(n))) if d in sel else n
+                     for d, n in zip(schema.dims, schema.shape, strict=True)]  # fmt: skip
+            out = np.empty(shape, dtype=np.dtype(schema.dtype))
+            whole = tuple(slice(None) for _ in shape)
+            read_direct(url.removeprefix("file://"), schema, sel, out, whole)
+            return out
+        ds = open_netcdf(url, storage_options, time)
+        try:
+            return np.asarray(ds.variables[name].isel(sel).values)
+        finally:
+            ds.close()
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(
+            redact(url),
+            f"reading {name} failed, the file may be truncated or corrupt "
+            f"({type(exc).__name__}: {redact(str(exc))})",
+            _NETCDF_FIX,
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class LayoutWork:
     documents: dict[str, bytes]
     targets: dict[str, ArrayRef]
     committed: dict[str, ArrayRef]
+    replaces: str | None = None
+    """A static cube's replacement is built in a staging group, then copied over this one."""
+    source_key: str | None = None
+    """A static cube's source version, recorded once it is published."""
 
 
 @dataclass(frozen=True)

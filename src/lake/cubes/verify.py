@@ -68,7 +68,10 @@ def verify_layout(
         try:
             array = zarr.open_array(root.zarr_store(folder, f"{name}.zarr", read_only=True),
                                     path=array_name, mode="r")  # fmt: skip
-            if "time" in (meta.get("dimension_names") or []):
+            # Arrays written block by block: along time, or a static layer's data.
+            static_data = "time" not in consolidated and (
+                described.get(array_name, {}).get("type") == "data")  # fmt: skip
+            if "time" in (meta.get("dimension_names") or []) or static_data:
                 _check_objects(root, f"{group_path}/{array_name}", array, report,
                                empty.get(array_name, set()))  # fmt: skip
             _read_all(array, report, f"{group_path}/{array_name}")
@@ -93,7 +96,7 @@ def _shape_differs(path: str, meta: dict[str, Any], expected: list[int], report:
 
 
 def _check_objects(root: Root, path: str, array: Any, report: Report, empty: set[str]) -> None:
-    """Every shard of a time-dependent array exists (a missing one would read as fill),
+    """Every shard of a block-written array exists (a missing one would read as fill),
     but those the layout records as all fill (``empty``: keys such as ``c/0/1``).
 
     Objects beyond the published shape are chunks of an append a stopped build did not

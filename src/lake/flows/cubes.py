@@ -15,6 +15,7 @@ from lake.cubes.blocks import SourceFeed, Written, ZarrFeed, block_regions, writ
 from lake.cubes.plan import layout_group, plan_cube
 from lake.cubes.publish import publish, recover
 from lake.cubes.scans import Listed, ScanRecord, listed
+from lake.cubes.static import finish_static, is_static, plan_static, recover_static
 from lake.flows import Flow
 from lake.flows.cluster import worker_count
 from lake.flows.gather import Progress, gather, quiet, tree_size
@@ -44,6 +45,8 @@ class CubeResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     """What the user should know: variables left out of the cube, and why."""
+    static: bool = False
+    """A cube without a time axis (its one layout counts one "step" when it is written)."""
 
     def report(self) -> DatasetReport:
         return DatasetReport(
@@ -89,7 +92,7 @@ def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Fu
                     pure=False,
                 )
                 futures.append(future)
-                if work.layout == "maps":
+                if work.layout == "maps" and "time" in region:
                     maps_blocks.setdefault(name, []).append((region["time"], future))
     return futures
 
@@ -140,6 +143,8 @@ def scan_and_plan(
         found.update((info.url, info) for info in batch)
     infos = [found[f.url] for f in files]
     scanned = Scanned(files, infos, record, len(rescan), reader)
+    if is_static(infos):
+        return plan_static(root, dataset, infos[0], files[0].key, reader), scanned
     return plan_cube(root, dataset, infos, reader), scanned
 
 
@@ -157,7 +162,12 @@ def dry_run_cube(
         return [dataset.id, "cube", source, "nothing new", "nothing"]
     read = f"{len(plan.index.files)} files, {plan.ntime} time steps"
     write = ", ".join(
-        f"{w.layout}: steps {w.published_ntime}..{plan.ntime - 1}, "
+        (
+            f"{w.layout}: the whole static layer" + (" (replacing it)" if w.replaces else "")
+            if w.source_key
+            else f"{w.layout}: steps {w.published_ntime}..{plan.ntime - 1}"
+        )
+        + ", "
         f"{sum(len(list(block_regions(t, w.published_ntime))) for t in w.targets.values())} "
         "shard blocks"
         for w in plan.layouts
@@ -183,9 +193,11 @@ def build_cube(
     root.remove_partials(dataset.id)
     for layout in LAYOUTS:
         recover(root, layout_group(dataset.id, layout))
+    recover_static(root, dataset.id)
     plan, scanned = scan_and_plan(client, root, dataset, progress)
     result.files_found = plan.files_found
     result.files_scanned = scanned.rescanned
+    result.static = is_static(scanned.infos)
     result.ntime = plan.ntime
     dropped = sorted({name for info in scanned.infos for name in info.dropped})
     if dropped:
@@ -201,6 +213,9 @@ def build_cube(
         for work in plan.layouts:
             publish(root, work.group, work.documents, [w for w in written if w.group == work.group])
             result.added[work.layout] = plan.ntime - work.published_ntime
+            if work.source_key is not None:  # a static layer, written whole: one "step"
+                finish_static(root, work.group, work.replaces, work.source_key)
+                result.added[work.layout] = 1
         result.files_read = len(plan.index.files)
         read = set(plan.index.files)
         result.bytes_in = sum(info.size for info in scanned.infos if info.url in read)

@@ -133,7 +133,7 @@ def _variables(
     for name, var in ds.data_vars.items():
         entry: dict[str, Any] = {
             "dimensions": [str(d) for d in var.dims],
-            "type": "data" if "time" in var.dims else "auxiliary",
+            "type": "data" if "time" in var.dims or "time" not in ds.dims else "auxiliary",
             "data_type": str(var.dtype) if var.dtype.kind in "iufb" else "other",
             "shape": [int(n) for n in var.shape],
         }
@@ -144,6 +144,23 @@ def _variables(
                 entry[key] = str(var.attrs[attr])
         out[str(name)] = entry
     return out
+
+
+def _layer_date(root: Root, dataset_id: str, ds: xr.Dataset) -> str | None:
+    """The date of a static layer: the source's ``date_modified``, ``date_issued`` or
+    ``date_created`` (ACDD), else when the layer was built."""
+    from lake.cubes.static import STATIC_LAYOUT, read_record
+
+    for attr in ("date_modified", "date_issued", "date_created"):
+        text = str(ds.attrs.get(attr, "")).strip().removesuffix("Z")
+        if not text:
+            continue
+        try:
+            return iso(np.datetime64(text, "s"))
+        except ValueError:
+            continue
+    record = read_record(root, f"{dataset_id}/{STATIC_LAYOUT}.zarr")
+    return record.built if record is not None else None
 
 
 def describe_cube(root: Root, dataset: Dataset) -> Description | None:
@@ -179,6 +196,11 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             "and degrees_east, or standard names latitude and longitude)"
         )
     summaries = {"variables": sorted(variables)}
+    dates: dict[str, Any] = {"datetime": None, "start_datetime": interval[0],
+                             "end_datetime": interval[1]}  # fmt: skip
+    if "time" not in first.dims:
+        # A static layer: dated by its source (ACDD date attributes), else by its build.
+        dates = {"datetime": _layer_date(root, dataset.id, first)}
 
     def items() -> Iterator[dict[str, Any]]:
         yield {
@@ -189,9 +211,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             "geometry": geometry_of(bbox),
             **({"bbox": bbox} if bbox else {}),
             "properties": {
-                "datetime": None,
-                "start_datetime": interval[0],
-                "end_datetime": interval[1],
+                **dates,
                 "cube:dimensions": dims,
                 "cube:variables": variables,
             },

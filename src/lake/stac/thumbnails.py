@@ -146,9 +146,11 @@ def _draw_series(key: str, times: Any, series: Any, label: str, title: str) -> b
 
 
 def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
-    """A map of the last time step (first depth) of the first gridded variable."""
+    """A map of the last time step (first depth) of the first gridded variable (of a
+    static layer: its first level)."""
+    static = "time" not in ds.dims
     for name, var in ds.data_vars.items():
-        axes = map_axes(ds, var) if "time" in var.dims else None
+        axes = map_axes(ds, var) if "time" in var.dims or static else None
         if axes is not None:
             ydim, xdim, lat_name, lon_name = axes
             selection = {d: (-1 if d == "time" else 0) for d in var.dims if d not in (ydim, xdim)}
@@ -157,9 +159,12 @@ def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
             if not np.isfinite(values).any():
                 continue
             lon, lat = field[lon_name].values, field[lat_name].values
-            last = real_dates(ds["time"].values[-1:])[0]
-            when = np.datetime_as_string(last, unit="D")
-            title, units = f"{name}, {when}", str(var.attrs.get("units", ""))
+            if static:
+                title = str(name)
+            else:
+                last = real_dates(ds["time"].values[-1:])[0]
+                title = f"{name}, {np.datetime_as_string(last, unit='D')}"
+            units = str(var.attrs.get("units", ""))
             key = _key("map", values, lon, lat, title, units)
             return Picture(key, functools.partial(_draw_map, key, lon, lat, values, title, units))
     for name, var in ds.data_vars.items():
