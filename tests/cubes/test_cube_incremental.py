@@ -206,10 +206,10 @@ def test_layouts_without_chunk_checksums_keep_their_codecs(
         path.rename(tmp_path / path.name)
     spec = spec_for(str(tmp_path / "lake"), str(src / "*.nc"), tmp_path)
     root, dataset = Root(spec.root), spec.datasets[0]
-    plain = lake.cubes.template._plain_encoding
+    plain = lake.cubes.template.plain_encoding
     with monkeypatch.context() as patch:
         patch.setattr(
-            lake.cubes.template, "_plain_encoding", lambda var, checksums=True: plain(var, False)
+            lake.cubes.template, "plain_encoding", lambda var, checksums=True: plain(var, False)
         )
         build_cube(client, root, dataset)
 

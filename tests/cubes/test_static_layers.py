@@ -216,3 +216,25 @@ def test_a_static_layer_is_replaced_on_s3(
     assert not fs.exists(f"{bucket}/lake/cube/.maps.next.zarr")
     cube = xr.open_zarr(f"s3://{bucket}/lake/cube/maps.zarr", storage_options=options).load()
     assert_same(cube, decoded_source(layer))
+
+
+def test_a_layer_never_replaces_a_series(tmp_path: Path, client: Client) -> None:
+    daily = write_daily_product(tmp_path / "daily", days=2, ny=10, nx=12)
+    _build(tmp_path / "lake", [str(p) for p in daily], tmp_path, client)
+    layer = _bathymetry(tmp_path / "bathy.nc", 10, 12)
+    with pytest.raises(SourceError, match="the published cube cube has one"):
+        _build(tmp_path / "lake", str(layer), tmp_path, client)
+    assert_same(open_cube(str(tmp_path / "lake/cube/maps.zarr")), decoded_source(*daily))
+
+
+def test_a_time_axis_without_steps_is_named(tmp_path: Path) -> None:
+    from lake.cubes.netcdf import scan_file
+
+    path = tmp_path / "empty.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", None)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t.standard_name = "days since 1950-01-01", "time"
+        nc.createVariable("sst", "f4", ("time",))
+    with pytest.raises(SourceError, match="time axis with no time steps"):
+        scan_file(str(path))

@@ -249,6 +249,8 @@ def list_datasets(
     for e in entries:
         bbox = "" if e.bbox is None else ", ".join(f"{v:.2f}" for v in e.bbox)
         time = " .. ".join((v or "open")[:10] for v in e.interval)
+        if e.kind == "cube" and not any(e.interval):
+            time = "no time axis"  # a static layer
         rows = "" if e.rows is None else f"{e.rows:,}"
         table.add_row(e.id, e.kind, str(e.items), rows, _size(e.size), bbox, time, e.updated or "")
     out.print(table)

@@ -223,6 +223,12 @@ def scan_file(
         with warnings.catch_warnings():  # dates past 2262 decode to cftime, as in xarray
             warnings.simplefilter("ignore", category=xr.SerializationWarning)
             times = np.asarray(axis.values)
+        if not len(times):
+            raise SourceError(
+                shown,
+                "has a time axis with no time steps",
+                "remove the file (it holds no data), or rewrite it with its time steps",
+            )
         if len(times) > 1:
             steps = times[1:] > times[:-1]
             if not np.all(steps):

@@ -6,13 +6,14 @@ layout records which version of its file it holds (``.lake-source.json``: the sh
 file's URL, size and version, as the scan record keys files, and when it was built); a
 build with the same file writes nothing.
 
-A changed file replaces the layout without ever leaving it half-written: the new layout is
-first built and published whole in ``<dataset>/.maps.next.zarr``; only then are its objects
-copied over the published ones (shards first, documents last) and objects of the old grid
-that the new one lacks removed. A build stopped before the staged layout is complete leaves
-the published one as it was (the next build drops the staging); one stopped during the copy
-is completed by the next build (:func:`recover_static`). Readers opening the layout during
-the copy itself may see shards of both versions: object stores cannot swap a folder.
+A changed file replaces the layout without a failed build ever leaving it half-written:
+the new layout is first built and published whole in ``<dataset>/.maps.next.zarr``; only
+then are its objects copied over the published ones (shards first, documents last) and
+objects of the old grid that the new one lacks removed. A build stopped before the staged
+layout is complete leaves the published one as it was (the next build drops the staging);
+one stopped during the copy is completed by the next build (:func:`recover_static`).
+Readers opening the layout during the copy itself may see shards of both versions: object
+stores cannot swap a folder.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lake.cubes.blocks import ArrayRef
 from lake.cubes.chunking import plan_static_chunks
 from lake.cubes.index import SourceIndex
 from lake.cubes.publish import GROUP_DOC, JOURNAL
-from lake.cubes.template import _plain_encoding, array_metadata, render_layout
+from lake.cubes.template import array_metadata, plain_encoding, render_layout
 from lake.errors import SourceError
 from lake.storage import redact
 
@@ -119,6 +120,16 @@ def plan_static(
     if record is not None and record.key == key:
         return CubePlan(dataset.id, 1, None, 0)
     published = root.fs().exists(root.path(final, GROUP_DOC))
+    if published and (
+        "time" in root.read_json(final, GROUP_DOC).get("consolidated_metadata", {}).get(
+            "metadata", {})
+    ):  # fmt: skip
+        raise SourceError(
+            redact(info.url),
+            f"has no time axis, but the published cube {dataset.id} has one: a static layer "
+            "would replace the series",
+            "build the layer as a dataset of its own, or delete the cube to rebuild it",
+        )
     group = staging_group(dataset.id) if published else final
     index = SourceIndex((info.url,), (0,), info.times, "", "", info.variables)
     first = reader.open(info.url)
@@ -146,7 +157,7 @@ def _template(
     base = first.drop_vars(list(info.variables))
     encoding: dict[str, dict[str, Any]] = {}
     for name in base.variables:
-        encoding[str(name)] = _plain_encoding(base.variables[name])
+        encoding[str(name)] = plain_encoding(base.variables[name])
         base.variables[name].encoding = {}
     for name, schema in info.variables.items():
         src = first.variables[name]
@@ -159,7 +170,7 @@ def _template(
         enc: dict[str, Any] = {"chunks": plan.chunks}
         if plan.shards != plan.chunks:
             enc["shards"] = plan.shards
-        enc.update(_plain_encoding(base[name].variable))
+        enc.update(plain_encoding(base[name].variable))
         encoding[name] = enc
     base.attrs = dict(first.attrs)
     return base, encoding

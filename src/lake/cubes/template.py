@@ -74,7 +74,7 @@ def build_template(
         var = base.variables[name]
         if name == "time":
             continue
-        encoding[str(name)] = _plain_encoding(var, checksums)
+        encoding[str(name)] = plain_encoding(var, checksums)
         var.encoding = {}
     for name, schema in index.variables.items():
         src = first.variables[name]
@@ -107,13 +107,13 @@ def build_template(
         enc: dict[str, Any] = {"chunks": plan.chunks}
         if plan.shards != plan.chunks:
             enc["shards"] = plan.shards
-        enc.update(_plain_encoding(var, checksums))
+        enc.update(plain_encoding(var, checksums))
         encoding[name] = enc
     base.attrs = dict(first.attrs)
     return base, encoding
 
 
-def _plain_encoding(var: xr.Variable, checksums: bool = True) -> dict[str, Any]:
+def plain_encoding(var: xr.Variable, checksums: bool = True) -> dict[str, Any]:
     enc: dict[str, Any] = {}
     if var.dtype.kind in "iufb":
         # crc32c after compression: every chunk carries a checksum that every read checks
