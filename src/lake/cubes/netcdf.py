@@ -370,16 +370,20 @@ def read_block(
     storage_options: Mapping[str, Any] | None = None,
     time: str | None = None,
 ) -> np.ndarray:
-    """Raw values of variable ``name`` for ``region`` (global time indices) from the files."""
+    """Raw values of variable ``name`` for ``region`` (global time indices) from the files
+    (a variable without a time axis: from the one file of its static layer)."""
     schema = index.variables[name]
-    if "time" not in schema.dims:
-        return _read_static(index.files[0], schema, name, region, storage_options, time)
-    tslice = region["time"]
-    axis = schema.dims.index("time")
     shape = [
         len(range(*region[d].indices(n))) if d in region else n
         for d, n in zip(schema.dims, schema.shape, strict=True)
     ]
+    if "time" not in schema.dims:
+        sel = {d: region[d] for d in schema.dims if d in region}
+        whole = tuple(slice(None) for _ in shape)
+        return _read_part(index.files[0], schema, name, sel, None, shape, whole,
+                          storage_options, time)  # fmt: skip
+    tslice = region["time"]
+    axis = schema.dims.index("time")
     shape[axis] = tslice.stop - tslice.start
     out: np.ndarray | None = None
     covered = 0
@@ -388,29 +392,7 @@ def read_block(
         sel["time"] = slice(lo, hi)
         dest = tuple(slice(offset, offset + hi - lo) if i == axis else slice(None)
                      for i in range(len(shape)))  # fmt: skip
-        try:
-            if schema.direct and is_local(url):
-                if out is None:
-                    out = np.empty(shape, dtype=np.dtype(schema.dtype))
-                read_direct(url.removeprefix("file://"), schema, sel, out, dest)
-            else:
-                ds = open_netcdf(url, storage_options, time)
-                try:
-                    values = np.asarray(ds.variables[name].isel(sel).values)
-                finally:
-                    ds.close()
-                if out is None:  # the first file's (decoded) dtype is the block's
-                    out = np.empty(shape, dtype=values.dtype)
-                out[dest] = values
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise SourceError(
-                redact(url),
-                f"reading {name} failed, the file may be truncated or corrupt "
-                f"({type(exc).__name__}: {redact(str(exc))})",
-                _NETCDF_FIX,
-            ) from None
+        out = _read_part(url, schema, name, sel, out, shape, dest, storage_options, time)
         covered += hi - lo
     if out is None or covered != tslice.stop - tslice.start:
         raise SourceError(
@@ -421,29 +403,35 @@ def read_block(
     return out
 
 
-def _read_static(
+def _read_part(
     url: str,
     schema: VariableSchema,
     name: str,
-    region: Mapping[str, slice],
+    sel: Mapping[str, slice],
+    out: np.ndarray | None,
+    shape: Sequence[int],
+    dest: tuple[slice, ...],
     storage_options: Mapping[str, Any] | None,
     time: str | None,
 ) -> np.ndarray:
-    """Raw values of ``region`` of a variable with no time axis, from its one file."""
-    sel = {d: region[d] for d in schema.dims if d in region}
+    """Read ``sel`` of one file into ``out[dest]`` (``out`` made of ``shape`` if None) and
+    return ``out``: straight from a local file when the variable is stored as read, else
+    through xarray (whose decoded dtype the first file gives the block)."""
     try:
         if schema.direct and is_local(url):
-            shape = [len(range(*sel[d].indices(n))) if d in sel else n
-                     for d, n in zip(schema.dims, schema.shape, strict=True)]  # fmt: skip
-            out = np.empty(shape, dtype=np.dtype(schema.dtype))
-            whole = tuple(slice(None) for _ in shape)
-            read_direct(url.removeprefix("file://"), schema, sel, out, whole)
+            if out is None:
+                out = np.empty(shape, dtype=np.dtype(schema.dtype))
+            read_direct(url.removeprefix("file://"), schema, sel, out, dest)
             return out
         ds = open_netcdf(url, storage_options, time)
         try:
-            return np.asarray(ds.variables[name].isel(sel).values)
+            values = np.asarray(ds.variables[name].isel(sel).values)
         finally:
             ds.close()
+        if out is None:
+            out = np.empty(shape, dtype=values.dtype)
+        out[dest] = values
+        return out
     except SourceError:
         raise
     except Exception as exc:

@@ -29,7 +29,7 @@ from lake.cubes.blocks import ArrayRef
 from lake.cubes.chunking import plan_static_chunks
 from lake.cubes.index import SourceIndex
 from lake.cubes.publish import GROUP_DOC, JOURNAL
-from lake.cubes.template import array_metadata, plain_encoding, render_layout
+from lake.cubes.template import array_metadata, lazy_array, plain_encoding, render_layout
 from lake.errors import SourceError
 from lake.storage import redact
 
@@ -151,9 +151,6 @@ def _template(
     first: xr.Dataset, info: SourceFile, chunking: Any
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
     """The layout's dataset (lazy placeholders for the data variables) and its encoding."""
-    # Here, not at the top: workers import this module but never need dask.array (0.3 s).
-    import dask.array
-
     base = first.drop_vars(list(info.variables))
     encoding: dict[str, dict[str, Any]] = {}
     for name in base.variables:
@@ -161,17 +158,10 @@ def _template(
         base.variables[name].encoding = {}
     for name, schema in info.variables.items():
         src = first.variables[name]
-        dtype = src.dtype
-        plan = plan_static_chunks(schema.dims, schema.shape, max(dtype.itemsize, 1), chunking)
-        if dtype.kind == "T":
-            plan = type(plan)(plan.chunks, plan.chunks)  # variable-length strings: no sharding
-        placeholder = dask.array.empty(schema.shape, dtype=dtype, chunks=plan.shards)
-        base[name] = xr.Variable(schema.dims, placeholder, dict(src.attrs))
-        enc: dict[str, Any] = {"chunks": plan.chunks}
-        if plan.shards != plan.chunks:
-            enc["shards"] = plan.shards
-        enc.update(plain_encoding(base[name].variable))
-        encoding[name] = enc
+        plan = plan_static_chunks(schema.dims, schema.shape, max(src.dtype.itemsize, 1), chunking)
+        base[name], encoding[name] = lazy_array(
+            schema.dims, schema.shape, src.dtype, dict(src.attrs), plan
+        )
     base.attrs = dict(first.attrs)
     return base, encoding
 

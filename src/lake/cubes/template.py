@@ -58,9 +58,6 @@ def build_template(
     metadata lands. With a fixed grid the rewritten last chunk holds the published values
     unchanged. ``keep``: the chunk plans of variables already published, which stay.
     """
-    # Here, not at the top: workers import this module but never need dask.array (0.3 s).
-    import dask.array
-
     dynamic = [str(n) for n, v in first.variables.items() if "time" in v.dims and n != "time"]
     base = first.drop_vars(dynamic)
     time_attrs = {k: v for k, v in first["time"].attrs.items() if k not in PACKING_ATTRS}
@@ -96,21 +93,35 @@ def build_template(
             layout,  # type: ignore[arg-type]
             chunking,
         )
-        if dtype.kind == "T":
-            plan = ChunkPlan(plan.chunks, plan.chunks)  # variable-length strings: no sharding
-        placeholder = dask.array.empty(shape, dtype=dtype, chunks=plan.shards)
-        var = xr.Variable(schema.dims, placeholder, attrs)
+        var, encoding[name] = lazy_array(schema.dims, shape, dtype, attrs, plan, checksums)
         if name in first.coords:
             base = base.assign_coords({name: var})
         else:
             base[name] = var
-        enc: dict[str, Any] = {"chunks": plan.chunks}
-        if plan.shards != plan.chunks:
-            enc["shards"] = plan.shards
-        enc.update(plain_encoding(var, checksums))
-        encoding[name] = enc
     base.attrs = dict(first.attrs)
     return base, encoding
+
+
+def lazy_array(
+    dims: tuple[str, ...],
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    attrs: dict[str, Any],
+    plan: ChunkPlan,
+    checksums: bool = True,
+) -> tuple[xr.Variable, dict[str, Any]]:
+    """A full-size placeholder of an array written block by block, and its encoding."""
+    # Here, not at the top: workers import this module but never need dask.array (0.3 s).
+    import dask.array
+
+    if dtype.kind == "T":
+        plan = ChunkPlan(plan.chunks, plan.chunks)  # variable-length strings: no sharding
+    var = xr.Variable(dims, dask.array.empty(shape, dtype=dtype, chunks=plan.shards), attrs)
+    enc: dict[str, Any] = {"chunks": plan.chunks}
+    if plan.shards != plan.chunks:
+        enc["shards"] = plan.shards
+    enc.update(plain_encoding(var, checksums))
+    return var, enc
 
 
 def plain_encoding(var: xr.Variable, checksums: bool = True) -> dict[str, Any]:

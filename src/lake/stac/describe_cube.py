@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lake.cubes.chunking import ChunkPlan
 from lake.cubes.coords import geographic
 from lake.cubes.timeaxis import REAL_CALENDARS
 from lake.spec import LAYOUTS
@@ -117,12 +118,8 @@ def _chunking(root: Root, dataset: str, layout: str) -> dict[str, tuple[list[int
     for name, meta in doc.get("consolidated_metadata", {}).get("metadata", {}).items():
         if meta.get("node_type") != "array":
             continue
-        outer = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
-        inner = outer
-        for codec in meta.get("codecs", []):
-            if codec.get("name") == "sharding_indexed":
-                inner = list(codec["configuration"]["chunk_shape"])
-        out[name] = (inner, outer)
+        plan = ChunkPlan.of_array(meta)
+        out[name] = (list(plan.chunks), list(plan.shards))
     return out
 
 
