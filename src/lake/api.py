@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lake.errors import SpecError
 from lake.report import DatasetReport
 from lake.spec import Spec, load_spec
 from lake.storage import Root
@@ -69,10 +70,42 @@ def _root(root: Root | str, storage_options: dict[str, Any] | None) -> Root:
     return root if isinstance(root, Root) else Root(str(root), dict(storage_options or {}))
 
 
-def _selected(spec: Spec, only: str | Sequence[str] | None) -> list[Dataset]:
+def _selected(
+    spec: Spec, only: str | Sequence[str] | None, built_as: dict[str, list[str]]
+) -> list[Dataset]:
+    """The datasets ``only`` names (a spec dataset built as several names them all)."""
     if only is None:
         return list(spec.datasets)
-    return [spec.dataset(i) for i in ([only] if isinstance(only, str) else only)]
+    ids = [i for name in ([only] if isinstance(only, str) else only)
+           for i in built_as.get(name, [name])]  # fmt: skip
+    return [spec.dataset(i) for i in dict.fromkeys(ids)]
+
+
+def _expanded(spec: Spec, source: str) -> tuple[Spec, dict[str, list[str]]]:
+    """The spec with each dataset replaced by those it builds (a cube whose files have
+    several time axes builds one per axis), and which spec ids became which."""
+    from lake.flows import flow_of
+
+    datasets: list[Dataset] = []
+    built_as: dict[str, list[str]] = {}
+    for dataset in spec.datasets:
+        built = flow_of(dataset).expand(dataset)
+        datasets.extend(built)
+        if [b.id for b in built] != [dataset.id]:
+            built_as[dataset.id] = [b.id for b in built]
+    if all(a is b for a, b in zip(datasets, spec.datasets, strict=False)) and not built_as:
+        return spec, built_as
+    ids = [d.id for d in datasets]
+    for parent, children in built_as.items():
+        for child in children:
+            if ids.count(child) > 1:
+                raise SpecError(
+                    f"{source}: datasets.{parent}",
+                    f"builds a cube per time axis of its files, and {child!r} is also the id "
+                    "of another dataset",
+                    f"rename that dataset, or name one time axis in {parent}'s `cube.time`",
+                )
+    return spec.model_copy(update={"datasets": datasets}), built_as
 
 
 SMALL_BUILD_BYTES = 128 * 1024 * 1024
@@ -99,7 +132,8 @@ def _prepare(
     and whether the build is small enough to run in this process."""
     spec, source = _spec(spec_or_path)
     spec.check_catalogue(source)
-    datasets = _selected(spec, only)
+    spec, built_as = _expanded(spec, source)
+    datasets = _selected(spec, only, built_as)
     small = False
     if scheduler is None and workers is None:
         from lake.flows import flow_of

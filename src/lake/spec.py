@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -308,10 +309,45 @@ class Dataset(_Model):
             raise ValueError("a dataset has exactly one of `cube` and `table`")
         return self
 
+    _axis_siblings: tuple[str, ...] = PrivateAttr(default=())
+
     @property
     def kind(self) -> Literal["cube", "table"]:
         """What the dataset becomes: a Zarr ``cube`` or a GeoParquet ``table``."""
         return "cube" if self.cube is not None else "table"
+
+    @property
+    def axis_siblings(self) -> tuple[str, ...]:
+        """The datasets built along the other time axes of this one's files, when the spec
+        named no axis and the files have several (see :meth:`per_time_axis`)."""
+        return self._axis_siblings
+
+    def per_time_axis(self, axes: list[str]) -> list[Dataset]:
+        """One cube dataset per time axis of the files (OceanSITES moorings: ``TIME``,
+        ``TIME_HR``, ``TIME_DY``), each with ``cube.time`` set: ``<id>-<axis>``, the axis
+        name in lower case (``mooring-time_hr``), titled with the axis."""
+        assert self.cube is not None
+        ids = [f"{self.id}-{_axis_segment(axis)}" for axis in axes]
+        out = []
+        for axis, new_id in zip(axes, ids, strict=True):
+            try:
+                _check_dataset_id(new_id)
+            except ValueError as exc:
+                raise SpecError(
+                    f"datasets.{self.id}.cube",
+                    f"its files have several time axes ({', '.join(axes)}), and the dataset "
+                    f"of {axis} cannot be named: {exc}",
+                    f"shorten the dataset id, or name one axis (`cube: {{time: {axes[0]}}}`)",
+                ) from None
+            title = f"{self.metadata.title or self.id} (along {axis})"
+            one = self.model_copy(update={
+                "id": new_id,
+                "cube": self.cube.model_copy(update={"time": axis}),
+                "metadata": self.metadata.model_copy(update={"title": title}),
+            })  # fmt: skip
+            one._axis_siblings = tuple(i for i in ids if i != new_id)
+            out.append(one)
+        return out
 
 
 class Spec(_Model):
@@ -357,6 +393,10 @@ class Spec(_Model):
                 return ds
         known = ", ".join(d.id for d in self.datasets)
         raise SpecError(f"--only {dataset_id}", "no dataset has this id", f"use one of: {known}")
+
+
+def _axis_segment(axis: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", axis.lower()).strip("._-") or "time"
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -7,6 +7,8 @@ by ``axis`` alone, which index, projection and rotated-pole coordinates carry to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import xarray as xr
 
 from lake.errors import SourceError
@@ -127,6 +129,16 @@ def time_axes(ds: xr.Dataset) -> list[str]:
     """The time axes of a file: dimension coordinates that CF says are times."""
     return [str(n) for n, v in ds.variables.items()
             if v.dims == (n,) and _axis_of(str(n), v) == "time"]  # fmt: skip
+
+
+def data_by_time_axis(
+    ds: xr.Dataset, variables: Sequence[str] | None = None
+) -> dict[str, list[str]]:
+    """Each time axis of a file with the data variables along it (only ``variables``, when
+    given): the cubes a file with several time axes gives, one per axis with data."""
+    wanted = set(ds.data_vars) if variables is None else set(variables)
+    return {axis: sorted(str(n) for n, v in ds.data_vars.items() if axis in v.dims and n in wanted)
+            for axis in time_axes(ds)}  # fmt: skip
 
 
 def choose_time_axis(ds: xr.Dataset, time: str | None, url: str) -> tuple[xr.Dataset, list[str]]:

@@ -23,7 +23,7 @@ import fsspec
 import numpy as np
 import xarray as xr
 
-from lake.cubes.coords import choose_time_axis, normalise
+from lake.cubes.coords import choose_time_axis, data_by_time_axis, normalise
 from lake.cubes.rawread import read_direct
 from lake.cubes.source import SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
@@ -88,6 +88,22 @@ def open_netcdf(
     ``time``: the time axis to keep when the file has several (see
     :func:`choose_time_axis`); the names of what that leaves out are in the dataset's
     ``encoding["lake_dropped"]``."""
+    ds, dropped = choose_time_axis(_open_raw(url, storage_options), time, url)
+    out = _unpack_float32_packing(_strings_to_unicode(normalise(ds, indexes=False)))
+    out.encoding["lake_dropped"] = dropped
+    return out
+
+
+def time_axes_of(
+    url: str, storage_options: Mapping[str, Any] | None, variables: Sequence[str] | None
+) -> dict[str, list[str]]:
+    """The time axes of one file, each with the data variables along it (see
+    :func:`data_by_time_axis`)."""
+    with _open_raw(url, storage_options) as ds:
+        return data_by_time_axis(ds, variables)
+
+
+def _open_raw(url: str, storage_options: Mapping[str, Any] | None) -> xr.Dataset:
     options = dict(storage_options or {})
     try:
         engine, target = _engine_and_handle(url, options)
@@ -116,10 +132,7 @@ def open_netcdf(
             f"({type(exc).__name__}: {redact(str(exc))})",
             _NETCDF_FIX,
         ) from None
-    ds, dropped = choose_time_axis(ds, time, url)
-    out = _unpack_float32_packing(_strings_to_unicode(normalise(ds, indexes=False)))
-    out.encoding["lake_dropped"] = dropped
-    return out
+    return ds
 
 
 def _float32_packed(var: xr.Variable) -> bool:
@@ -469,6 +482,9 @@ class NetcdfReader:
 
     def open(self, url: str) -> xr.Dataset:
         return open_netcdf(url, self.storage_options, self.time)
+
+    def time_axes(self, url: str) -> dict[str, list[str]]:
+        return time_axes_of(url, self.storage_options, self.variables)
 
     def read(self, index: SourceIndex, name: str, region: Mapping[str, slice]) -> np.ndarray:
         return read_block(index, name, region, self.storage_options, self.time)

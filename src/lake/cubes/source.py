@@ -55,6 +55,11 @@ class CubeReader(Protocol):
         the template of the cube's metadata."""
         ...
 
+    def time_axes(self, url: str) -> dict[str, list[str]]:
+        """The time axes of one source, by their names in it, each with the data variables
+        along it (of the spec's ``variables``, when it names some)."""
+        ...
+
     def read(self, index: SourceIndex, name: str, region: Mapping[str, slice]) -> np.ndarray:
         """Raw values of variable ``name`` for ``region`` (global time indices)."""
         ...

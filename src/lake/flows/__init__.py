@@ -32,6 +32,9 @@ class Flow:
     source_bytes: Callable[..., int | None]
     """``source_bytes(dataset)``: the size of what a build would read, when a listing tells
     it without reading (None when unknown): small builds run without worker processes."""
+    expand: Callable[..., list[Any]] = lambda dataset: [dataset]
+    """``expand(dataset)`` → the datasets a spec's dataset builds (a cube whose files have
+    several time axes builds one per axis); run for every dataset before a build."""
 
 
 def flow_of(dataset: Dataset) -> Flow:

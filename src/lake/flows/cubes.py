@@ -200,7 +200,12 @@ def build_cube(
     result.static = is_static(scanned.infos)
     result.ntime = plan.ntime
     dropped = sorted({name for info in scanned.infos for name in info.dropped})
-    if dropped:
+    if dataset.axis_siblings:
+        result.notes.append(
+            f"{dataset.id}: the cube along {cube.time}, one of its files' time axes; the "
+            f"others are {', '.join(dataset.axis_siblings)}"
+        )
+    elif dropped:
         result.notes.append(
             f"{dataset.id}: left out {len(dropped)} variable(s) along other time axes than "
             f"{cube.time}: {', '.join(dropped)}; build them as another dataset with their "
@@ -238,4 +243,25 @@ def source_bytes(dataset: Dataset) -> int | None:
     return None if None in sizes else sum(s for s in sizes if s is not None)
 
 
-FLOW = Flow(build_cube, dry_run_cube, _nothing_to_tidy, source_bytes)
+def per_time_axis(dataset: Dataset) -> list[Dataset]:
+    """The cubes a dataset builds: one per time axis with data of its first source file when
+    the spec names no axis (OceanSITES moorings: ``TIME``, ``TIME_HR``, ``TIME_DY``), else
+    itself (an axis with no data along it builds nothing)."""
+    cube = dataset.cube
+    assert cube is not None
+    if cube.time is not None:
+        return [dataset]
+    reader = cube_reader(dataset)
+    files = reader.list_files()
+    if not files:
+        return [dataset]  # the build says that no file matches
+    axes = reader.time_axes(next(iter(files)))
+    with_data = [axis for axis, names in axes.items() if names]
+    if len(axes) <= 1 or not with_data:
+        return [dataset]
+    if len(with_data) == 1:
+        return [dataset.model_copy(update={"cube": cube.model_copy(update={"time": with_data[0]})})]
+    return dataset.per_time_axis(with_data)
+
+
+FLOW = Flow(build_cube, dry_run_cube, _nothing_to_tidy, source_bytes, per_time_axis)
