@@ -252,10 +252,10 @@ def per_time_axis(dataset: Dataset) -> list[Dataset]:
     if cube.time is not None:
         return [dataset]
     reader = cube_reader(dataset)
-    files = reader.list_files()
-    if not files:
-        return [dataset]  # the build says that no file matches
-    axes = reader.time_axes(next(iter(files)))
+    first = next((url for url, info in reader.list_files().items() if info is not None), None)
+    if first is None:
+        return [dataset]  # the build says that no file matches, or which one is missing
+    axes = reader.time_axes(first)
     with_data = [axis for axis, names in axes.items() if names]
     if len(axes) <= 1 or not with_data:
         return [dataset]
