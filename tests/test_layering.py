@@ -14,7 +14,14 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 PACKAGE = PROJECT / "src" / "lake"
-SHARED = ("lake.errors", "lake.spec", "lake.storage", "lake.report", "lake.registry")
+SHARED = (
+    "lake.errors",
+    "lake.spec",
+    "lake.storage",
+    "lake.report",
+    "lake.registry",
+    "lake.sourcefiles",
+)
 # House -> the houses it may import (besides itself and the shared modules).
 ALLOWED: dict[str, tuple[str, ...]] = {
     "shared": (),

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from lake.cubes.index import index_sources
-from lake.cubes.netcdf import list_sources, scan_file
+from lake.cubes.netcdf import scan_file
 from lake.cubes.timeaxis import choose_time_units, encode_times
 from lake.errors import SourceError
 from lake.samples import write_daily_product
+from lake.sourcefiles import list_sources
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,11 +13,12 @@ import xarray as xr
 
 from helpers import assert_same, decoded_source, open_cube, spec_for
 from lake.cubes import scans
-from lake.cubes.netcdf import list_sources, scan_file
-from lake.cubes.scans import SCANS, listed
+from lake.cubes.netcdf import scan_file
+from lake.cubes.scans import SCANS
 from lake.cubes.source import SourceFile
 from lake.flows.cubes import build_cube
 from lake.samples import write_daily_product
+from lake.sourcefiles import list_sources, listed
 from lake.storage import Root
 
 if TYPE_CHECKING:

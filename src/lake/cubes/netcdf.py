@@ -27,6 +27,7 @@ from lake.cubes.coords import choose_time_axis, data_by_time_axis, normalise
 from lake.cubes.rawread import read_direct
 from lake.cubes.source import SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
+from lake.sourcefiles import NETCDF_FIX, list_sources, netcdf_engine_and_handle
 from lake.storage import is_local, redact
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from lake.spec import CubeSource
 
 PACKING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset")
-_NETCDF_FIX = "re-download the file, or remove it from the spec's `netcdf` list or glob"
+_NETCDF_FIX = NETCDF_FIX
 
 
 def _strings_to_unicode(ds: xr.Dataset) -> xr.Dataset:
@@ -53,31 +54,6 @@ def _strings_to_unicode(ds: xr.Dataset) -> xr.Dataset:
             new = xr.Variable(var.dims, text.astype(np.dtypes.StringDType()), attrs)
             ds = ds.assign_coords({name: new}) if name in ds.coords else ds.assign({name: new})
     return ds
-
-
-def _engine_and_handle(url: str, storage_options: Mapping[str, Any]) -> tuple[str, Any]:
-    """Pick the reader by the file's magic bytes; remote files go through fsspec."""
-    handle = fsspec.open(url, "rb", **storage_options).open()
-    magic = handle.read(8)
-    handle.seek(0)
-    if magic[:3] == b"CDF":
-        engine = "scipy"
-    elif magic[:4] == b"\x89HDF":
-        engine = "netcdf4" if is_local(url) else "h5netcdf"
-    else:
-        handle.close()
-        raise SourceError(
-            redact(url),
-            "is not a NetCDF file (it starts with neither 'CDF' nor the HDF5 signature)",
-            _NETCDF_FIX,
-        )
-    if engine == "netcdf4":
-        handle.close()
-        return engine, url.removeprefix("file://")
-    if engine == "scipy" and is_local(url):
-        handle.close()
-        return engine, url.removeprefix("file://")
-    return engine, handle
 
 
 def open_netcdf(
@@ -106,7 +82,7 @@ def time_axes_of(
 def _open_raw(url: str, storage_options: Mapping[str, Any] | None) -> xr.Dataset:
     options = dict(storage_options or {})
     try:
-        engine, target = _engine_and_handle(url, options)
+        engine, target = netcdf_engine_and_handle(url, options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=xr.SerializationWarning)
             ds = xr.open_dataset(
@@ -159,37 +135,6 @@ def _unpack_float32_packing(ds: xr.Dataset) -> xr.Dataset:
                 )
             ds[name] = decoded
     return ds
-
-
-def list_sources(
-    patterns: Sequence[str], storage_options: Mapping[str, Any]
-) -> dict[str, dict[str, Any] | None]:
-    """Each file URL the globs and lists name, sorted, with its listing (fsspec's info:
-    size, ETag or modification time; None for a named file that cannot be listed, whose
-    scan then says what is wrong)."""
-    found: dict[str, dict[str, Any] | None] = {}
-    for pattern in patterns:
-        fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
-        fs.invalidate_cache()  # listings are cached per process; a rerun must see new files
-        if fsspec.core.has_magic(path):
-            listing = fs.glob(path, detail=True)
-        else:
-            try:
-                listing = {path: fs.info(path)}
-            except Exception:
-                listing = {path: None}
-        protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
-        for path, info in listing.items():
-            if info is not None and info.get("type") == "directory":
-                continue
-            found[path if protocol in ("file", "local") else f"{protocol}://{path}"] = info
-    if not found:
-        raise SourceError(
-            ", ".join(redact(p) for p in patterns),
-            "matches no file",
-            "check the `netcdf` glob or paths in the spec",
-        )
-    return dict(sorted(found.items()))
 
 
 def _size_of(url: str, storage_options: Mapping[str, Any] | None) -> int:

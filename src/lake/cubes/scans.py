@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import orjson
 from pydantic import BaseModel
 
 from lake.cubes.source import SourceFile, VariableSchema
+from lake.sourcefiles import Listed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -95,37 +95,6 @@ class ScanEntry(BaseModel):
 
 
 # Listing fields that change whenever an object's or a file's content does, best first.
-_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated")
-
-
-@dataclasses.dataclass(frozen=True)
-class Listed:
-    """A source file as its listing shows it."""
-
-    url: str
-    size: int | None = None
-    version: str | None = None
-
-    @property
-    def key(self) -> str | None:
-        """What identifies this content; None when the listing gives no version."""
-        if self.size is None or self.version is None:
-            return None
-        text = f"{self.url}\n{self.size}\n{self.version}"
-        return hashlib.sha256(text.encode()).hexdigest()
-
-
-def listed(url: str, info: Mapping[str, Any] | None) -> Listed:
-    """``url`` with the size and version of its listing ``info`` (an fsspec info dict)."""
-    if not info:
-        return Listed(url)
-    size = info.get("size")
-    version = next((info[k] for k in _VERSION_FIELDS if info.get(k) not in (None, "")), None)
-    return Listed(
-        url, int(size) if size is not None else None, None if version is None else str(version)
-    )
-
-
 @dataclasses.dataclass
 class ScanRecord:
     """The scans a build may reuse, by :attr:`Listed.key`."""

@@ -14,13 +14,14 @@ from lake.cubes import scans
 from lake.cubes.blocks import SourceFeed, Written, ZarrFeed, block_regions, write_block
 from lake.cubes.plan import layout_group, plan_cube
 from lake.cubes.publish import publish, recover
-from lake.cubes.scans import Listed, ScanRecord, listed
+from lake.cubes.scans import ScanRecord
 from lake.cubes.static import finish_static, is_static, plan_static, recover_static
 from lake.flows import Flow
 from lake.flows.cluster import worker_count
 from lake.flows.gather import Progress, gather, quiet, tree_size
 from lake.registry import cube_reader
 from lake.report import DatasetReport
+from lake.sourcefiles import Listed, listed
 from lake.spec import LAYOUTS
 
 if TYPE_CHECKING:

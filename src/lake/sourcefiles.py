@@ -1,0 +1,107 @@
+"""Source files of every kind: the files a spec's globs, lists or URLs name, what their
+listing says of each (size and version, to recognise a changed file), and a NetCDF file
+opened with the reader its first bytes call for. Cube and table sources both use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+
+from lake.errors import SourceError
+from lake.storage import is_local, redact
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+NETCDF_FIX = "re-download the file, or remove it from the spec's `netcdf` list or glob"
+
+
+_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated")
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """A source file as its listing shows it."""
+
+    url: str
+    size: int | None = None
+    version: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """What identifies this content; None when the listing gives no version."""
+        if self.size is None or self.version is None:
+            return None
+        text = f"{self.url}\n{self.size}\n{self.version}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def listed(url: str, info: Mapping[str, Any] | None) -> Listed:
+    """``url`` with the size and version of its listing ``info`` (an fsspec info dict)."""
+    if not info:
+        return Listed(url)
+    size = info.get("size")
+    version = next((info[k] for k in _VERSION_FIELDS if info.get(k) not in (None, "")), None)
+    return Listed(
+        url, int(size) if size is not None else None, None if version is None else str(version)
+    )
+
+
+def list_sources(
+    patterns: Sequence[str], storage_options: Mapping[str, Any], key: str = "netcdf"
+) -> dict[str, dict[str, Any] | None]:
+    """Each file URL the globs and lists name, sorted, with its listing (fsspec's info:
+    size, ETag or modification time; None for a named file that cannot be listed, whose
+    scan then says what is wrong)."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
+        fs.invalidate_cache()  # listings are cached per process; a rerun must see new files
+        if fsspec.core.has_magic(path):
+            listing = fs.glob(path, detail=True)
+        else:
+            try:
+                listing = {path: fs.info(path)}
+            except Exception:
+                listing = {path: None}
+        protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+        for path, info in listing.items():
+            if info is not None and info.get("type") == "directory":
+                continue
+            found[path if protocol in ("file", "local") else f"{protocol}://{path}"] = info
+    if not found:
+        raise SourceError(
+            ", ".join(redact(p) for p in patterns),
+            "matches no file",
+            f"check the `{key}` glob or paths in the spec",
+        )
+    return dict(sorted(found.items()))
+
+
+def netcdf_engine_and_handle(url: str, storage_options: Mapping[str, Any]) -> tuple[str, Any]:
+    """Pick the reader by the file's magic bytes; remote files go through fsspec."""
+    handle = fsspec.open(url, "rb", **storage_options).open()
+    magic = handle.read(8)
+    handle.seek(0)
+    if magic[:3] == b"CDF":
+        engine = "scipy"
+    elif magic[:4] == b"\x89HDF":
+        engine = "netcdf4" if is_local(url) else "h5netcdf"
+    else:
+        handle.close()
+        raise SourceError(
+            redact(url),
+            "is not a NetCDF file (it starts with neither 'CDF' nor the HDF5 signature)",
+            NETCDF_FIX,
+        )
+    if engine == "netcdf4":
+        handle.close()
+        return engine, url.removeprefix("file://")
+    if engine == "scipy" and is_local(url):
+        handle.close()
+        return engine, url.removeprefix("file://")
+    return engine, handle
