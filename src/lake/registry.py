@@ -26,6 +26,7 @@ CUBE_SOURCES: dict[str, str] = {
 
 TABLE_SOURCES: dict[str, str] = {
     "postgres": "lake.tables.postgres:PostgresReader",
+    "netcdf": "lake.tables.netcdf:NetcdfTableReader",
 }
 """Table source kinds: spec key → reader class."""
 

@@ -151,7 +151,8 @@ class Postgres(_Model):
 
 
 class Geometry(_Model):
-    """Where the geometry comes from: lon/lat columns or a PostGIS column."""
+    """Where the geometry comes from: lon/lat columns or a PostGIS column (a NetCDF or
+    Darwin Core source takes its points from the data: only ``invalid`` applies)."""
 
     lon: str | None = Field(None, pattern=rf"^{_IDENT}$")
     lat: str | None = Field(None, pattern=rf"^{_IDENT}$")
@@ -165,16 +166,22 @@ class Geometry(_Model):
         pair = self.lon is not None, self.lat is not None
         if pair[0] != pair[1]:
             raise ValueError("give both `lon` and `lat`")
-        if pair[0] == (self.column is not None):
+        if pair[0] and self.column is not None:
             raise ValueError("give either `lon` and `lat`, or `column`")
         return self
+
+    @property
+    def given(self) -> bool:
+        """Whether the spec names the geometry's columns."""
+        return self.lon is not None or self.column is not None
 
 
 class Incremental(_Model):
     """Bring only rows whose watermark column grew since the last build."""
 
-    column: str = Field(pattern=rf"^{_IDENT}$")
-    """A modification timestamp or an increasing id."""
+    column: str | None = Field(None, pattern=rf"^{_IDENT}$")
+    """A modification timestamp or an increasing id (a PostgreSQL source; file sources
+    compare each file's listing instead)."""
     key: list[str] | None = None
     """Columns identifying a row, so that an updated row replaces its previous version.
     Default: the table's primary key; required for a query."""
@@ -198,9 +205,16 @@ class TableSource(_Sourced):
     _SECTION: ClassVar[str] = "table"
 
     postgres: Postgres | None = None
-    geometry: Geometry
+    netcdf: str | list[str] | None = None
+    """CF discrete-sampling-geometry files (Argo, CTD, gliders, moorings, ragged arrays): a
+    glob, a list of paths/globs, or fsspec URLs; one row per observation."""
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    """fsspec options for reading file sources (never written to the lake)."""
+    geometry: Geometry = Field(default_factory=Geometry)
+    """The points of each row: required for PostgreSQL; file sources give their own."""
     partition_by: list[str] = Field(default_factory=list, max_length=3)
-    """``year(col)``, a column name, or ``grid(D)`` (a D-degree cell); nested in this order."""
+    """``year(col)``, a column name, or ``grid(D)`` (a D-degree cell); nested in this order.
+    Default for file sources: ``year(time)``; for PostgreSQL: none."""
     time: str | None = Field(None, pattern=rf"^{_IDENT}$")
     """The column giving each row's time (default: the column of ``year(...)``)."""
     incremental: Incremental | None = None
@@ -210,6 +224,47 @@ class TableSource(_Sourced):
     staging_mb: float = Field(256.0, gt=0, le=4096)
     """Rows a read task buffers before sorting them into staging files; with ``file_mb``
     it bounds a worker's memory (lower both for workers with little memory)."""
+
+    @model_validator(mode="after")
+    def _source_geometry(self) -> Self:
+        if self.kind == "postgres":
+            if not self.geometry.given:
+                raise ValueError(
+                    "a PostgreSQL table needs `geometry`: `lon` and `lat`, or `column`"
+                )
+            if self.incremental is not None and self.incremental.column is None:
+                raise ValueError("`incremental` of a PostgreSQL table needs `column`")
+            return self
+        if self.geometry.given:
+            raise ValueError(
+                f"a `{self.kind}` source gives each row's point itself: give `geometry` only "
+                "`invalid`, not columns"
+            )
+        if self.incremental is not None and (self.incremental.column or self.incremental.key):
+            raise ValueError(
+                f"a `{self.kind}` source is incremental by file (new, changed and removed files): "
+                "give `incremental: {}` without `column` or `key`"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_partitions(cls, data: Any) -> Any:
+        """File sources are partitioned by the year of their rows' time unless told."""
+        if (
+            isinstance(data, dict)
+            and "partition_by" not in data
+            and (data.get("netcdf") is not None)
+        ):
+            return {**data, "partition_by": ["year(time)"]}
+        return data
+
+    @property
+    def patterns(self) -> list[str]:
+        """The ``netcdf`` globs, paths or URLs as a list."""
+        if self.netcdf is None:
+            return []
+        return [self.netcdf] if isinstance(self.netcdf, str) else list(self.netcdf)
 
     @field_validator("partition_by")
     @classmethod

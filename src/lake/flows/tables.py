@@ -59,10 +59,15 @@ def dry_run_table(
     old = read_manifest(root, dataset.id)
     incremental = spec.incremental is not None and old is not None and not full_refresh
     watermark = old.watermark if incremental and old is not None else None
-    with reader.open(watermark, worker_count(client)) as source:
+    previous = old.source if incremental and old is not None else None
+    with reader.open(watermark, worker_count(client), previous) as source:
         parts, summary = len(source.parts), source.summary
-    read = f"{parts} parallel part(s) in one snapshot"
-    if incremental and old is not None:
+    snapshot = " in one snapshot" if spec.kind == "postgres" else ""
+    read = f"{parts} parallel part(s){snapshot}"
+    if incremental and old is not None and old.watermark_column is None:
+        read += ", the new and changed files"
+        write = "the partitions holding rows of new, changed or removed files"
+    elif incremental and old is not None:
         read += f", rows with {old.watermark_column} > {old.watermark}"
         write = "the partitions holding new or changed rows"
     else:
@@ -93,7 +98,8 @@ def build_table(
     result.full = not incremental
     watermark = old.watermark if incremental and old is not None else None
 
-    with reader.open(watermark, worker_count(client)) as source:
+    previous = old.source if incremental and old is not None else None
+    with reader.open(watermark, worker_count(client), previous) as source:
         job = table_job(root, dataset, source, new_run(), incremental)
         futures = client.map(stage_part, [job] * len(source.parts), source.parts, pure=False)
         staged: list[PartResult] = gather(
@@ -104,7 +110,8 @@ def build_table(
     result.bytes_in = sum(r.arrow_bytes for r in staged)
     result.invalid = sum(r.invalid for r in staged)
     result.dropped = sum(r.dropped for r in staged)
-    if result.rows_read == 0:
+    removed = source.removed if incremental else None
+    if result.rows_read == 0 and (removed is None or not removed.num_rows):
         if not incremental:  # a first build or a full refresh: nothing to publish
             raise nothing_to_publish(root, job)
         assert old is not None
@@ -116,7 +123,7 @@ def build_table(
     rewrite = Rewrite.of(staged)
     changed: Any = None
     if incremental and old is not None:
-        keys = changed_keys(staged, job.key)
+        keys = changed_keys(staged, job.key, removed)
         changed = client.scatter(keys, broadcast=True) if keys is not None else None
         files = list(old.files)
         checks = client.map(

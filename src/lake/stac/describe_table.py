@@ -26,6 +26,22 @@ if TYPE_CHECKING:
     from lake.tables.files import TableFile
 
 
+COLUMN_METADATA = {"long_name": "description", "units": "unit", "standard_name": "standard_name",
+                   "flag_values": "flag_values", "flag_meanings": "flag_meanings",
+                   "source_name": "source_name"}  # fmt: skip
+"""Column metadata in the files (a NetCDF variable's attributes) → keys of its entry in
+``table:columns``."""
+
+
+def _column(field: Any) -> dict[str, str]:
+    out = {"name": field.name, "type": str(field.type)}
+    meta = {k.decode(): v.decode("utf-8", "replace") for k, v in (field.metadata or {}).items()}
+    for key, name in COLUMN_METADATA.items():
+        if meta.get(key):
+            out[name] = meta[key]
+    return out
+
+
 def _columns(root: Root, dataset: str, first: TableFile | None) -> list[dict[str, str]]:
     import pyarrow.parquet as pq
 
@@ -33,7 +49,7 @@ def _columns(root: Root, dataset: str, first: TableFile | None) -> list[dict[str
         return []
     with root.fs().open(root.path(dataset, first.path), "rb") as handle:
         schema = pq.read_schema(handle)
-    columns = [{"name": f.name, "type": str(f.type)} for f in schema]
+    columns = [_column(f) for f in schema]
     for name in first.partition:
         columns.append({"name": name, "type": "partition (from the folder name)"})
     return columns

@@ -96,8 +96,8 @@ def table_job(
         staging=f"{dataset.id}/.staging/{run}",
         run=run,
         geometry_column=spec.geometry.column or "geometry",
-        lon=spec.geometry.lon,
-        lat=spec.geometry.lat,
+        lon=spec.geometry.lon or source.lon,
+        lat=spec.geometry.lat or source.lat,
         source_geometry=spec.geometry.column,
         geography=source.geography,
         srid=source.srid,
@@ -127,9 +127,14 @@ def nothing_to_publish(root: Root, job: TableJob) -> SourceError:
     )
 
 
-def changed_keys(staged: list[PartResult], key: list[str]) -> pa.Table | None:
-    """The distinct keys of the rows read (an incremental build replaces their old rows)."""
+def changed_keys(
+    staged: list[PartResult], key: list[str], removed: pa.Table | None = None
+) -> pa.Table | None:
+    """The distinct keys of the rows read, and of those removed from the source (an
+    incremental build replaces or drops their old rows)."""
     tables = [r.keys for r in staged if r.keys is not None]
+    if removed is not None and removed.num_rows:
+        tables.append(removed)
     return pa.concat_tables(tables).group_by(key).aggregate([]) if tables else None
 
 

@@ -203,7 +203,7 @@ class Session:
         from psycopg import sql
 
         where: list[sql.Composable] = []
-        if table.incremental is not None and watermark is not None:
+        if table.incremental is not None and table.incremental.column and watermark is not None:
             where.append(
                 sql.SQL("q.{} > {}").format(
                     sql.Identifier(table.incremental.column), sql.Literal(watermark)
@@ -345,7 +345,7 @@ def check_columns(described: Described, table: TableSource, subject: str) -> Non
             need(arg, "partition_by", _PARTITION_VALUES, "integer, text, boolean or date")
     if table.time:
         need(table.time, "time", _TIMES, "date or timestamp")
-    if table.incremental is not None:
+    if table.incremental is not None and table.incremental.column:
         need(table.incremental.column, "incremental.column",
              _TIMES | {"int2", "int4", "int8"}, "timestamp, date or integer")  # fmt: skip
         for key in table.incremental.key or []:
@@ -392,7 +392,9 @@ class PostgresReader:
         return f"table {pg.table}" if pg.table else f"query of {self.dataset}"
 
     @contextlib.contextmanager
-    def open(self, watermark: Any, workers: int) -> Iterator[SourcePlan]:
+    def open(
+        self, watermark: Any, workers: int, previous: dict[str, Any] | None = None
+    ) -> Iterator[SourcePlan]:
         spec = self.table
         pg = spec.postgres
         assert pg is not None

@@ -56,6 +56,11 @@ class SourcePlan:
     """Decimal columns → (precision, scale) when decimal128 holds them, else None (text)."""
     record: dict[str, Any] = field(default_factory=dict)
     """What the table manifest records of the source (kind, table, ``crs_srid``)."""
+    lon: str | None = None
+    lat: str | None = None
+    """The columns of each row's point, when the source gives them (file sources)."""
+    removed: pa.Table | None = None
+    """Keys whose published rows go without a replacement (a file source's removed files)."""
 
 
 @runtime_checkable
@@ -76,8 +81,12 @@ class TableReader(Protocol):
         """How messages name the source."""
         ...
 
-    def open(self, watermark: Any, workers: int) -> AbstractContextManager[SourcePlan]:
+    def open(
+        self, watermark: Any, workers: int, previous: dict[str, Any] | None = None
+    ) -> AbstractContextManager[SourcePlan]:
         """Describe the source, check the spec's columns against it, and split the rows
-        after ``watermark`` (all rows when None) into parts for ``workers``. The plan stays
+        after ``watermark`` (all rows when None) into parts for ``workers``. ``previous``:
+        the ``record`` of the build this one extends (None for a full build), for sources
+        that track what they read themselves (files by their change keys). The plan stays
         valid (a snapshot held) until the context exits."""
         ...

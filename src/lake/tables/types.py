@@ -21,13 +21,15 @@ _PARQUET_OK = (
 
 
 def convert_types(batch: pa.RecordBatch, job: TableJob) -> pa.Table:
-    """Map driver types to the lake's documented Parquet types."""
+    """Map driver types to the lake's documented Parquet types (each column keeps its
+    metadata: a NetCDF variable's units, standard name and flag meanings)."""
     arrays: list[pa.Array] = []
-    names: list[str] = []
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        arrays.append(_convert(name, column, job))
-        names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
+    fields: list[pa.Field] = []
+    for source, column in zip(batch.schema, batch.columns, strict=True):
+        converted = _convert(source.name, column, job)
+        arrays.append(converted)
+        fields.append(pa.field(source.name, converted.type, metadata=source.metadata))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _convert(name: str, column: pa.Array, job: TableJob) -> pa.Array:
