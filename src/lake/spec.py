@@ -30,7 +30,7 @@ from lake.storage import is_local, redact
 _DATASET_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
 
 
-def _check_dataset_id(value: str) -> str:
+def check_dataset_id(value: str) -> str:
     if not _DATASET_ID.match(value) or ".." in value:
         raise ValueError(
             f"{value!r} is not a safe path segment: use 1-128 lower-case letters, digits, "
@@ -39,7 +39,7 @@ def _check_dataset_id(value: str) -> str:
     return value
 
 
-DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]
+DatasetId = Annotated[str, AfterValidator(check_dataset_id)]
 Layout = Literal["maps", "timeseries"]
 LAYOUTS: tuple[Layout, ...] = ("maps", "timeseries")
 
@@ -374,35 +374,8 @@ class Dataset(_Model):
     @property
     def axis_siblings(self) -> tuple[str, ...]:
         """The datasets built along the other time axes of this one's files, when the spec
-        named no axis and the files have several (see :meth:`per_time_axis`)."""
+        named no axis and the files have several (see :func:`lake.flows.cubes.per_time_axis`)."""
         return self._axis_siblings
-
-    def per_time_axis(self, axes: list[str]) -> list[Dataset]:
-        """One cube dataset per time axis of the files (OceanSITES moorings: ``TIME``,
-        ``TIME_HR``, ``TIME_DY``), each with ``cube.time`` set: ``<id>-<axis>``, the axis
-        name in lower case (``mooring-time_hr``), titled with the axis."""
-        assert self.cube is not None
-        ids = [f"{self.id}-{_axis_segment(axis)}" for axis in axes]
-        out = []
-        for axis, new_id in zip(axes, ids, strict=True):
-            try:
-                _check_dataset_id(new_id)
-            except ValueError as exc:
-                raise SpecError(
-                    f"datasets.{self.id}.cube",
-                    f"its files have several time axes ({', '.join(axes)}), and the dataset "
-                    f"of {axis} cannot be named: {exc}",
-                    f"shorten the dataset id, or name one axis (`cube: {{time: {axes[0]}}}`)",
-                ) from None
-            title = f"{self.metadata.title or self.id} (along {axis})"
-            one = self.model_copy(update={
-                "id": new_id,
-                "cube": self.cube.model_copy(update={"time": axis}),
-                "metadata": self.metadata.model_copy(update={"title": title}),
-            })  # fmt: skip
-            one._axis_siblings = tuple(i for i in ids if i != new_id)
-            out.append(one)
-        return out
 
 
 class Spec(_Model):
@@ -448,10 +421,6 @@ class Spec(_Model):
                 return ds
         known = ", ".join(d.id for d in self.datasets)
         raise SpecError(f"--only {dataset_id}", "no dataset has this id", f"use one of: {known}")
-
-
-def _axis_segment(axis: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", axis.lower()).strip("._-") or "time"
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

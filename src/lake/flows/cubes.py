@@ -6,6 +6,7 @@ Wiring only: each step calls :mod:`lake.cubes`; the dataset's source reader come
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,14 @@ from lake.cubes.plan import layout_group, plan_cube
 from lake.cubes.publish import publish, recover
 from lake.cubes.scans import ScanRecord
 from lake.cubes.static import finish_static, is_static, plan_static, recover_static
+from lake.errors import SpecError
 from lake.flows import Flow
 from lake.flows.cluster import worker_count
 from lake.flows.gather import Progress, gather, quiet, tree_size
 from lake.registry import cube_reader
 from lake.report import DatasetReport
 from lake.sourcefiles import Listed, listed
-from lake.spec import LAYOUTS
+from lake.spec import LAYOUTS, check_dataset_id
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -262,7 +264,39 @@ def per_time_axis(dataset: Dataset) -> list[Dataset]:
         return [dataset]
     if len(with_data) == 1:
         return [dataset.model_copy(update={"cube": cube.model_copy(update={"time": with_data[0]})})]
-    return dataset.per_time_axis(with_data)
+    return _along_each(dataset, with_data)
+
+
+def _along_each(dataset: Dataset, axes: list[str]) -> list[Dataset]:
+    """One cube dataset per time axis, each with ``cube.time`` set: ``<id>-<axis>``, the
+    axis name in lower case (``mooring-time_hr``), titled with the axis."""
+    cube = dataset.cube
+    assert cube is not None
+    ids = [f"{dataset.id}-{_axis_segment(axis)}" for axis in axes]
+    out = []
+    for axis, new_id in zip(axes, ids, strict=True):
+        try:
+            check_dataset_id(new_id)
+        except ValueError as exc:
+            raise SpecError(
+                f"datasets.{dataset.id}.cube",
+                f"its files have several time axes ({', '.join(axes)}), and the dataset of "
+                f"{axis} cannot be named: {exc}",
+                f"shorten the dataset id, or name one axis (`cube: {{time: {axes[0]}}}`)",
+            ) from None
+        title = f"{dataset.metadata.title or dataset.id} (along {axis})"
+        one = dataset.model_copy(update={
+            "id": new_id,
+            "cube": cube.model_copy(update={"time": axis}),
+            "metadata": dataset.metadata.model_copy(update={"title": title}),
+        })  # fmt: skip
+        one._axis_siblings = tuple(i for i in ids if i != new_id)
+        out.append(one)
+    return out
+
+
+def _axis_segment(axis: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", axis.lower()).strip("._-") or "time"
 
 
 FLOW = Flow(build_cube, dry_run_cube, _nothing_to_tidy, source_bytes, per_time_axis)
