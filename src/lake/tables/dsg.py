@@ -276,7 +276,7 @@ def _is_lon(var: _Var) -> bool:
 
 
 def _times(var: _Var, values: np.ma.MaskedArray, label: str) -> pa.Array:
-    import cftime
+    from xarray.coding.times import decode_cf_datetime
 
     calendar = str(var.attrs.get("calendar", "standard")).lower()
     mask = np.ma.getmaskarray(values)
@@ -284,16 +284,17 @@ def _times(var: _Var, values: np.ma.MaskedArray, label: str) -> pa.Array:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dates = cftime.num2date(numbers, var.units, calendar, only_use_cftime_datetimes=False,
-                                    only_use_python_datetimes=False)  # fmt: skip
-    except (ValueError, TypeError) as exc:
+            dates = np.asarray(decode_cf_datetime(numbers, var.units, calendar))
+    except (ValueError, TypeError, OverflowError) as exc:
         raise SourceError(
             f"{label}: {var.name}",
             f"has time units that CF does not define ({var.units!r}: {exc})",
             "give it units such as 'days since 1950-01-01T00:00:00Z'",
         ) from None
-    flat = np.asarray(dates, dtype=object).ravel()
-    stamps = np.array([_real_date(d) for d in flat], dtype="datetime64[us]")
+    if dates.dtype.kind == "M":
+        stamps = dates.astype("datetime64[us]").ravel()
+    else:  # a non-standard calendar: cftime dates
+        stamps = np.array([_real_date(d) for d in dates.ravel()], dtype="datetime64[us]")
     return pa.array(stamps, pa.timestamp("us", tz="UTC"), mask=mask.ravel())
 
 
@@ -373,14 +374,11 @@ def read_dsg(ds: xr.Dataset, label: str) -> pa.Table:
     kept = [v for v in candidates if rows.fits(v) and not _is_structural(v)]
     kept.sort(key=lambda v: (v.name not in chosen, CANONICAL.index(chosen[v.name])
                              if v.name in chosen else 0))  # fmt: skip
-    spread = {
-        v.name: (rows.spread(v.values, v.dims), rows.spread(np.ma.getmaskarray(_masked(v)), v.dims))
-        for v in kept
-    }
+    masks = {v.name: np.ma.getmaskarray(_masked(v)) for v in kept}
     full = [v for v in kept if v.dims and (rows.ragged or set(v.dims) == set(rows.obs_dims))]
     keep = np.zeros(rows.count, dtype=bool) if full else np.ones(rows.count, dtype=bool)
     for v in full:
-        keep |= ~spread[v.name][1]
+        keep |= ~rows.spread(masks[v.name], v.dims)
     fields, arrays = [], []
     taken = set(CANONICAL)
     for v in kept:
@@ -388,8 +386,10 @@ def read_dsg(ds: xr.Dataset, label: str) -> pa.Table:
         if v.name not in chosen and (name in taken or name in RESERVED):
             name = f"{name}_source"
         taken.add(name)
-        values, mask = spread[v.name]
-        column = _column(v, np.asarray(values)[keep], np.asarray(mask)[keep], label)
+        # Decoded once at the variable's own size, then taken onto its rows.
+        decoded = _column(v, v.values.ravel(), masks[v.name].ravel(), label)
+        where = rows.spread(np.arange(v.values.size).reshape(v.values.shape), v.dims)[keep]
+        column = decoded.take(pa.array(where))
         fields.append(pa.field(name, column.type, metadata=_field_metadata(v, name)))
         arrays.append(column)
     meta = {b"lake:feature_type": (declared or _inferred(variables)).encode()}
