@@ -27,6 +27,7 @@ CUBE_SOURCES: dict[str, str] = {
 TABLE_SOURCES: dict[str, str] = {
     "postgres": "lake.tables.postgres:PostgresReader",
     "netcdf": "lake.tables.netcdf:NetcdfTableReader",
+    "dwca": "lake.tables.dwca:DwcaReader",
 }
 """Table source kinds: spec key → reader class."""
 

@@ -208,6 +208,9 @@ class TableSource(_Sourced):
     netcdf: str | list[str] | None = None
     """CF discrete-sampling-geometry files (Argo, CTD, gliders, moorings, ragged arrays): a
     glob, a list of paths/globs, or fsspec URLs; one row per observation."""
+    dwca: str | list[str] | None = None
+    """Darwin Core archives (IPT exports): a path, glob or URL of each ``.zip`` (or unpacked
+    folder); one row per occurrence (or event, for an event core alone)."""
     storage_options: dict[str, Any] = Field(default_factory=dict)
     """fsspec options for reading file sources (never written to the lake)."""
     geometry: Geometry = Field(default_factory=Geometry)
@@ -254,17 +257,18 @@ class TableSource(_Sourced):
         if (
             isinstance(data, dict)
             and "partition_by" not in data
-            and (data.get("netcdf") is not None)
+            and (data.get("netcdf") is not None or data.get("dwca") is not None)
         ):
             return {**data, "partition_by": ["year(time)"]}
         return data
 
     @property
     def patterns(self) -> list[str]:
-        """The ``netcdf`` globs, paths or URLs as a list."""
-        if self.netcdf is None:
+        """The ``netcdf`` or ``dwca`` globs, paths or URLs as a list."""
+        given = self.netcdf if self.netcdf is not None else self.dwca
+        if given is None:
             return []
-        return [self.netcdf] if isinstance(self.netcdf, str) else list(self.netcdf)
+        return [given] if isinstance(given, str) else list(given)
 
     @field_validator("partition_by")
     @classmethod

@@ -110,6 +110,9 @@ def build_table(
     result.bytes_in = sum(r.arrow_bytes for r in staged)
     result.invalid = sum(r.invalid for r in staged)
     result.dropped = sum(r.dropped for r in staged)
+    for part in staged:
+        for what, n in part.counts.items():
+            result.counts[what] = result.counts.get(what, 0) + n
     removed = source.removed if incremental else None
     if result.rows_read == 0 and (removed is None or not removed.num_rows):
         if not incremental:  # a first build or a full refresh: nothing to publish

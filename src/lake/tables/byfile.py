@@ -74,20 +74,27 @@ class FileRows:
         if len(part.files) == 1:
             url, ident = part.files[0]
             for table in self._tables(url, ident):
-                yield from table.to_batches(max_chunksize=BATCH_ROWS)
+                yield from _batches(table)
             return
         tables = [t for url, ident in part.files for t in self._tables(url, ident)]
         if not tables:
             return
+        counts: dict[bytes, int] = {}
+        for table in tables:
+            for key, value in (table.schema.metadata or {}).items():
+                if key.startswith(b"lake:count:"):
+                    counts[key] = counts.get(key, 0) + int(value)
         try:
-            table = pa.concat_tables(tables, promote_options="permissive")
+            table = pa.concat_tables(
+                [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
+            ).replace_schema_metadata({k: str(v).encode() for k, v in counts.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SourceError(
                 ", ".join(redact(u) for u, _ in part.files[:3]),
                 f"have variables of one name with types that do not combine ({exc})",
                 "build files of different formats as different datasets",
             ) from None
-        yield from table.to_batches(max_chunksize=BATCH_ROWS)
+        yield from _batches(table)
 
     def _tables(self, url: str, ident: str) -> Iterator[pa.Table]:
         shown = redact(url)
@@ -98,6 +105,13 @@ class FileRows:
                                            pa.array([shown] * n, pa.string()))  # fmt: skip
                 yield named.append_column(pa.field("source_id", pa.string()),
                                           pa.array([ident] * n, pa.string()))  # fmt: skip
+
+
+def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
+    """A table's batches; what it counted (schema metadata) is on the first only."""
+    meta = table.schema.metadata
+    for i, batch in enumerate(table.to_batches(max_chunksize=BATCH_ROWS)):
+        yield batch if i == 0 or not meta else batch.replace_schema_metadata(None)
 
 
 def _parts(files: list[tuple[str, str, int]], workers: int) -> list[FilePart]:
@@ -126,6 +140,8 @@ class ByFileReader:
 
     kind: ClassVar[str]
     title: ClassVar[str]
+    point: ClassVar[tuple[str, str]] = ("longitude", "latitude")
+    """The columns of each row's point."""
     dataset: str
     patterns: tuple[str, ...]
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -175,7 +191,7 @@ class ByFileReader:
             reader=FileRows(type(self).read_file, dict(self.storage_options)),
             key=["source_id"],
             record={"kind": self.kind, "files": {i: key for i, (_, key, _) in files.items()}},
-            lon="longitude",
-            lat="latitude",
+            lon=self.point[0],
+            lat=self.point[1],
             removed=pa.table({"source_id": pa.array(gone, pa.string())}),
         )

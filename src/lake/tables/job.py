@@ -38,6 +38,9 @@ class TableJob:
     """PROJJSON of the geometry's CRS (computed once, written into every file's metadata)."""
     numeric: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     """numeric columns → (precision, scale) when decimal128 holds them, else None (text)."""
+    null_years: bool = False
+    """Rows without a time go to ``year=none`` (tables from files), rather than stop the
+    build (PostgreSQL: a query can give them a value)."""
     row_group_rows: int = 100_000
     buffer_bytes: int = 256 * 2**20
 

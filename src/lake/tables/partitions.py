@@ -18,7 +18,28 @@ if TYPE_CHECKING:
 
 
 NO_CELL = "none"
-"""Grid cell of rows without a geometry."""
+"""Grid cell of rows without a geometry (and year of rows without a time, in tables from
+files)."""
+SHADOWED = "_source"
+"""Added to a source column named like a partition folder (``year`` → ``year_source``)."""
+
+
+def shadowed_columns(names: list[str], job: TableJob) -> dict[str, str]:
+    """Source columns named like a partition folder (an archive's own text ``year`` beside
+    ``year(time)``), renamed so that readers merging folders and files see two columns.
+    Raises when the spec uses such a column by its name."""
+    folders = {partition_name(kind, arg) for kind, arg in job.partitions if kind != "column"}
+    renames = {name: f"{name}{SHADOWED}" for name in names if name in folders}
+    used = {job.time_column, job.lon, job.lat, job.watermark, *job.key,
+            *(arg for kind, arg in job.partitions if kind != "grid")}  # fmt: skip
+    for name in renames:
+        if name in used:
+            raise SourceError(
+                f"{job.label}: column {name!r}",
+                f"has the name of a partition folder ({name}=...), and the spec uses it",
+                f"rename it in the source or a query ({name} AS {name}{SHADOWED})",
+            )
+    return renames
 
 
 def partition_name(kind: str, arg: str) -> str:
@@ -54,11 +75,14 @@ def partition_keys(
         else:
             column = table.column(arg)
             column = pc.year(column) if kind == "year" else column
-            _no_nulls(column, arg, job)
-            encoded = column.combine_chunks().dictionary_encode()
+            if kind == "year" and job.null_years:  # rows without a time: year=none
+                encoded = column.combine_chunks().dictionary_encode(null_encoding="encode")
+            else:
+                _no_nulls(column, arg, job)
+                encoded = column.combine_chunks().dictionary_encode()
             codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
             level = [
-                f"{name}={urllib.parse.quote(str(v), safe='')}"
+                f"{name}={NO_CELL if v is None else urllib.parse.quote(str(v), safe='')}"
                 for v in encoded.dictionary.cast(pa.string()).to_pylist()
             ]
         combined = combined * len(level) + codes

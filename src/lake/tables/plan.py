@@ -57,11 +57,26 @@ class TableResult:
     bytes_out: int = 0
     seconds: float = 0.0
     full: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    """What the source counted while reading (see :data:`COUNT_NOTES`)."""
 
     def report(self) -> DatasetReport:
         added = {"rows": self.rows_read, "files": self.files_written}
-        return DatasetReport(self.dataset, "table", self.rows_read, self.bytes_in,
-                             self.bytes_out, self.rows, added, self.seconds, self)  # fmt: skip
+        notes = [f"{self.dataset}: {COUNT_NOTES.get(what, what + ': {n}').format(n=n)}"
+                 for what, n in sorted(self.counts.items()) if n]  # fmt: skip
+        return DatasetReport(
+            self.dataset, "table", self.rows_read, self.bytes_in, self.bytes_out, self.rows,
+            added, self.seconds, self, notes,
+        )  # fmt: skip
+
+
+COUNT_NOTES = {
+    "unparsed_dates": "{n} row(s) with a date that is not ISO 8601: kept as text, with "
+    "`time` empty (in the partition year=none)",
+    "unparsed_numbers": "{n} coordinate, depth or elevation value(s) that are not numbers, "
+    "stored as nulls (the archive's verbatim terms keep what was recorded)",
+}
+"""What a source's counts mean, for the build's notes."""
 
 
 def is_incremental(root: Root, dataset: Dataset, old: Manifest | None, full_refresh: bool) -> bool:
@@ -109,6 +124,7 @@ def table_job(
         bounds=crs_bounds(source.srid),
         crs=crs_projjson(source.srid),
         numeric=source.numeric,
+        null_years=spec.kind != "postgres",
         row_group_rows=spec.row_group_rows,
         buffer_bytes=int(spec.staging_mb * 2**20),
     )

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from lake.tables.geometry import GTYPE, Geometries, build_geometry
 from lake.tables.hilbert import HILBERT, HIST_BINS, HIST_SHIFT, hilbert_index
-from lake.tables.partitions import partition_keys
+from lake.tables.partitions import partition_keys, shadowed_columns
 from lake.tables.types import convert_types
 
 if TYPE_CHECKING:
@@ -52,11 +52,28 @@ class PartResult:
     watermark: Any = None
     staged: dict[str, StagedPartition] = field(default_factory=dict)
     keys: pa.Table | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    """What the source counted while reading (``unparsed_dates``: see :data:`COUNTED`)."""
+
+
+COUNTED = "lake:count:"
+"""Schema metadata of a source batch counting something its reader met (a file source's
+dates that did not parse), ``lake:count:<what>`` → a number; summed over a build."""
+
+
+def _count(result: PartResult, batch: pa.RecordBatch) -> None:
+    for key, value in (batch.schema.metadata or {}).items():
+        if key.startswith(COUNTED.encode()):
+            what = key.decode()[len(COUNTED) :]
+            result.counts[what] = result.counts.get(what, 0) + int(value)
 
 
 def prepare(batch: pa.RecordBatch, job: TableJob) -> tuple[pa.Table, Geometries, int]:
     """Convert one source batch to the lake's columns plus the helper columns."""
     table = convert_types(batch, job)
+    renames = shadowed_columns(table.column_names, job)
+    if renames:
+        table = table.rename_columns([renames.get(n, n) for n in table.column_names])
     geoms = build_geometry(table, job)
     invalid = int((~geoms.valid).sum())
     hilbert = hilbert_index(geoms.cx, geoms.cy, geoms.valid, job.bounds)
@@ -145,6 +162,7 @@ def stage_part(job: TableJob, part: SourcePart) -> PartResult:
                 continue
             result.rows_read += batch.num_rows
             result.arrow_bytes += batch.nbytes
+            _count(result, batch)
             table, geoms, invalid = prepare(batch, job)
             result.invalid += invalid
             if job.watermark is not None:

@@ -1,0 +1,302 @@
+"""The Darwin Core archive table source (``table: {dwca: PATH_OR_URL}``): IPT exports of
+occurrences or sampling events, one row per occurrence.
+
+The archive's ``meta.xml`` is read with python-dwca-reader; its data files are then
+streamed with Arrow's CSV reader, as ``meta.xml`` declares them (delimiter, quotes,
+encoding, header lines, default values). Columns are named by term (``occurrenceID``,
+``scientificName``, ``eventDate``, ``decimalLatitude``...) and hold the archive's text,
+except the coordinate, depth and elevation terms, which are numbers (a text that is not
+one is a null, and a row without valid coordinates gets a null geometry). Each row also
+gets ``time`` and ``time_end``: the start and end of its ``eventDate`` (an ISO 8601 date,
+partial date or interval), else of its ``year``/``month``/``day``; a date that does not
+parse stays as text, is counted, and leaves ``time`` empty.
+
+An event core with an occurrence extension gives the occurrences, each with its event's
+terms; date, coordinates and depth come from the nearest event up the ``parentEventID``
+chain that has them. An occurrence core gives its rows; an event core alone, its events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from lake.errors import LakeError, SourceError
+from lake.storage import is_local, redact
+from lake.tables.byfile import ByFileReader
+from lake.tables.isodates import STAMP, parse_column
+
+if TYPE_CHECKING:
+    from dwca.descriptors import DataFileDescriptor
+    from dwca.read import DwCAReader
+
+OCCURRENCE = "http://rs.tdwg.org/dwc/terms/Occurrence"
+EVENT = "http://rs.tdwg.org/dwc/terms/Event"
+NUMBERS = (
+    "decimalLatitude", "decimalLongitude", "coordinateUncertaintyInMeters",
+    "coordinatePrecision", "minimumDepthInMeters", "maximumDepthInMeters",
+    "minimumElevationInMeters", "maximumElevationInMeters",
+    "minimumDistanceAboveSurfaceInMeters", "maximumDistanceAboveSurfaceInMeters",
+)  # fmt: skip
+"""Terms stored as numbers (float64); every other term keeps the archive's text."""
+INHERITED = (
+    ("eventDate", "year", "month", "day", "eventTime", "startDayOfYear", "endDayOfYear"),
+    ("decimalLatitude", "decimalLongitude", "geodeticDatum", "coordinateUncertaintyInMeters"),
+    ("minimumDepthInMeters", "maximumDepthInMeters"),
+)
+"""Groups of terms an occurrence takes, together, from its nearest event that has them."""
+_NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+ARCHIVE_FIX = "re-download the archive or export it again from the IPT"
+BLOCK_BYTES = 16 * 2**20
+
+
+def term_name(term: str) -> str:
+    """``http://rs.tdwg.org/dwc/terms/eventDate`` → ``eventDate``."""
+    return term.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+@contextlib.contextmanager
+def _local(url: str, storage_options: dict[str, Any]) -> Iterator[str]:
+    """A local path of the archive (a remote one is downloaded to a temporary file)."""
+    if is_local(url):
+        yield url.removeprefix("file://")
+        return
+    with tempfile.TemporaryDirectory(prefix="lake-dwca-") as tmp:
+        target = os.path.join(tmp, url.rsplit("/", 1)[-1] or "archive.zip")
+        with fsspec.open(url, "rb", **storage_options) as src, open(target, "wb") as dst:
+            while chunk := src.read(BLOCK_BYTES):
+                dst.write(chunk)
+        yield target
+
+
+@contextlib.contextmanager
+def open_archive(path: str, shown: str) -> Iterator[DwCAReader]:
+    from dwca.read import DwCAReader
+
+    try:
+        archive = DwCAReader(path)
+    except FileNotFoundError:
+        raise SourceError(shown, "does not exist", "check the `dwca` path or URL") from None
+    except Exception as exc:
+        raise SourceError(
+            shown,
+            f"cannot be read as a Darwin Core archive, it may be truncated or corrupt "
+            f"({type(exc).__name__}: {redact(str(exc))})",
+            ARCHIVE_FIX,
+        ) from None
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+def _columns(desc: DataFileDescriptor, link: str) -> tuple[dict[int, str], dict[str, str]]:
+    """Column index → name (the id or core id column named ``link``), and the default
+    value of each term that declares one (for a term without a column, or its empty cells)."""
+    names: dict[int, str] = {}
+    defaults: dict[str, str] = {}
+    for entry in desc.fields:
+        name = term_name(str(entry["term"]))
+        if entry.get("index") is not None:
+            names[int(entry["index"])] = name
+        if entry.get("default") is not None:
+            defaults[name] = str(entry["default"])
+    own = desc.id_index if desc.represents_corefile else desc.coreid_index
+    if own is not None and int(own) not in names:
+        names[int(own)] = link
+    return names, defaults
+
+
+def read_data_file(
+    archive: DwCAReader, desc: DataFileDescriptor, link: str, shown: str
+) -> Iterator[pa.Table]:
+    """One data file of the archive, as ``meta.xml`` declares it, in blocks of text
+    columns named by term."""
+    location = str(desc.file_location)
+    label = f"{shown}: {location}"
+    path = archive.absolute_temporary_path(location)
+    if not os.path.exists(path):
+        raise SourceError(label, "is named by meta.xml but is not in the archive", ARCHIVE_FIX)
+    names, defaults = _columns(desc, link)
+    delimiter = desc.fields_terminated_by or "\t"
+    with open(path, encoding=desc.file_encoding or "utf-8", errors="replace") as handle:
+        for _ in range(desc.lines_to_ignore or 0):
+            handle.readline()
+        first = handle.readline().rstrip("\r\n")
+    width = max(len(first.split(delimiter)) if first else 0, max(names, default=-1) + 1)
+    column_names = [f"f{i}" for i in range(width)]
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                skip_rows=desc.lines_to_ignore or 0, column_names=column_names,
+                encoding=desc.file_encoding or "utf8", block_size=BLOCK_BYTES,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, quote_char=desc.fields_enclosed_by or False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(column_names, pa.string()),
+                strings_can_be_null=False, include_columns=[f"f{i}" for i in sorted(names)],
+            ),
+        )  # fmt: skip
+        for batch in reader:
+            table = pa.Table.from_batches([batch]).rename_columns(
+                [names[int(n[1:])] for n in batch.schema.names]
+            )
+            for name, value in defaults.items():
+                if name in table.column_names:  # a column with a default: for its empty cells
+                    column = table.column(name)
+                    filled = pc.if_else(pc.equal(column, ""), value, column)
+                    table = table.set_column(table.column_names.index(name), name, filled)
+                else:
+                    table = table.append_column(
+                        name, pa.array([value] * table.num_rows, pa.string())
+                    )
+            yield table
+    except pa.ArrowInvalid as exc:
+        raise SourceError(
+            label,
+            f"does not match its description in meta.xml ({exc})",
+            "fix the line, or the delimiter and quote declared in meta.xml",
+        ) from None
+
+
+def _resolve_events(events: pa.Table) -> pa.Table:
+    """Events whose date, coordinates and depth come from the nearest event up their
+    ``parentEventID`` chain that has them."""
+    if "parentEventID" not in events.column_names or "eventID" not in events.column_names:
+        return events
+    ids = events.column("eventID").to_pylist()
+    parents = dict(zip(ids, events.column("parentEventID").to_pylist(), strict=True))
+    columns = {name: events.column(name).to_pylist() for name in events.column_names}
+    position = {ident: i for i, ident in enumerate(ids)}
+    for group in INHERITED:
+        present = [name for name in group if name in columns]
+        if not present:
+            continue
+        own = [any(columns[n][i] for n in present) for i in range(len(ids))]
+        source = list(range(len(ids)))
+        for i, ident in enumerate(ids):
+            seen, at = {ident}, i
+            while not own[at]:
+                parent = parents.get(ids[at])
+                if not parent or parent in seen or parent not in position:
+                    break
+                seen.add(parent)
+                at = position[parent]
+            source[i] = at
+        for name in present:
+            columns[name] = [columns[name][j] for j in source]
+    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+
+
+def _with_events(occurrences: pa.Table, events: pa.Table) -> pa.Table:
+    """Occurrences with their event's terms; an occurrence's own value of a group wins."""
+    joined = occurrences.join(events, keys="eventID", join_type="left outer",
+                              right_suffix="__event", use_threads=False)  # fmt: skip
+    for group in INHERITED:
+        for name in group:
+            if f"{name}__event" not in joined.column_names:
+                continue
+            own = joined.column(name)
+            other = joined.column(f"{name}__event")
+            filled = [name_ for name_ in group if name_ in occurrences.column_names]
+            has_own = None
+            for member in filled:
+                test = pc.not_equal(joined.column(member), "")
+                has_own = test if has_own is None else pc.or_(has_own, test)
+            merged = pc.if_else(has_own, own, other) if has_own is not None else other
+            index = joined.column_names.index(name)
+            joined = joined.set_column(index, name, merged)
+    drop = [n for n in joined.column_names if n.endswith("__event")]
+    return joined.drop_columns(drop)
+
+
+def typed(table: pa.Table) -> pa.Table:
+    """Numbers for the coordinate, depth and elevation terms; ``time`` and ``time_end``
+    from the dates; the count of dates that do not parse in the schema metadata."""
+    bad_numbers = 0
+    for name in NUMBERS:
+        if name not in table.column_names:
+            if name in ("decimalLatitude", "decimalLongitude"):
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
+            continue
+        text = table.column(name)
+        valid = pc.match_substring_regex(text, _NUMBER)
+        bad_numbers += pc.sum(pc.and_(pc.invert(valid), pc.not_equal(text, ""))).as_py() or 0
+        number = pc.if_else(valid, pc.utf8_trim_whitespace(text), None).cast(pa.float64())
+        table = table.set_column(table.column_names.index(name), name, number)
+    dates = _date_texts(table)
+    start, end, unparsed = parse_column(dates)
+    table = table.append_column("time", start.cast(STAMP))
+    table = table.append_column("time_end", end.cast(STAMP))
+    return table.replace_schema_metadata({
+        b"lake:count:unparsed_dates": str(unparsed).encode(),
+        b"lake:count:unparsed_numbers": str(bad_numbers).encode(),
+    })  # fmt: skip
+
+
+def _date_texts(table: pa.Table) -> pa.ChunkedArray:
+    """Each row's date as text: its ``eventDate``, else ``year[-month[-day]]``."""
+    n = table.num_rows
+    empty = pa.chunked_array([pa.array([""] * n, pa.string())])
+    event = table.column("eventDate") if "eventDate" in table.column_names else empty
+    if "year" not in table.column_names:
+        return event
+    year = pc.utf8_trim_whitespace(table.column("year"))
+    parts = year
+    for name in ("month", "day"):
+        if name not in table.column_names:
+            break
+        value = pc.utf8_trim_whitespace(table.column(name))
+        value = pc.utf8_lpad(value, 2, "0")
+        joined = pc.binary_join_element_wise(parts, value, "-")
+        parts = pc.if_else(pc.equal(value, "00"), parts, joined)
+    return pc.if_else(pc.equal(event, ""), parts, event)
+
+
+def read_dwca_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Table]:
+    """The rows of one archive, in blocks."""
+    shown = redact(url)
+    try:
+        with _local(url, storage_options) as path, open_archive(path, shown) as archive:
+            core = archive.descriptor.core
+            extension = next((e for e in archive.descriptor.extensions
+                              if e.type == OCCURRENCE), None)  # fmt: skip
+            if core.type == EVENT and extension is not None:
+                blocks = list(read_data_file(archive, core, "eventID", shown))
+                events = _resolve_events(pa.concat_tables(blocks)) if blocks else None
+                for block in read_data_file(archive, extension, "eventID", shown):
+                    yield typed(_with_events(block, events) if events is not None else block)
+                return
+            link = "eventID" if core.type == EVENT else "occurrenceID"
+            for block in read_data_file(archive, core, link, shown):
+                yield typed(block)
+    except LakeError:
+        raise
+    except FileNotFoundError:
+        raise SourceError(shown, "does not exist", "check the `dwca` path or URL") from None
+    except Exception as exc:
+        raise SourceError(
+            shown,
+            f"cannot be read as a Darwin Core archive ({type(exc).__name__}: {redact(str(exc))})",
+            ARCHIVE_FIX,
+        ) from None
+
+
+class DwcaReader(ByFileReader):
+    """Darwin Core archives (``table: {dwca: ...}``)."""
+
+    kind: ClassVar[str] = "dwca"
+    title: ClassVar[str] = "Darwin Core archive"
+    point: ClassVar[tuple[str, str]] = ("decimalLongitude", "decimalLatitude")
+    read_file = staticmethod(read_dwca_rows)
