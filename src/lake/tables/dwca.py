@@ -19,6 +19,7 @@ chain that has them. An occurrence core gives its rows; an event core alone, its
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import tempfile
 from collections.abc import Iterator
@@ -83,8 +84,21 @@ def open_archive(path: str, shown: str) -> Iterator[DwCAReader]:
 
     try:
         archive = DwCAReader(path)
-    except FileNotFoundError:
-        raise SourceError(shown, "does not exist", "check the `dwca` path or URL") from None
+    except FileNotFoundError as exc:
+        if not os.path.exists(path):
+            raise SourceError(shown, "does not exist", "check the `dwca` path or URL") from None
+        inside = os.path.basename(str(exc.filename or "")) or "a data file"
+        raise SourceError(
+            f"{shown}: {inside}", "is named by meta.xml but is not in the archive", ARCHIVE_FIX
+        ) from None
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise SourceError(
+            f"{shown}: meta.xml",
+            f"does not describe the archive as the Darwin Core text guide requires "
+            f"({type(exc).__name__}: {redact(str(exc))})",
+            "give each core and extension its `encoding`, `fieldsTerminatedBy`, `rowType` and "
+            "files (export the archive again from the IPT)",
+        ) from None
     except Exception as exc:
         raise SourceError(
             shown,
@@ -98,8 +112,12 @@ def open_archive(path: str, shown: str) -> Iterator[DwCAReader]:
         archive.close()
 
 
-def _columns(desc: DataFileDescriptor, link: str) -> tuple[dict[int, str], dict[str, str]]:
-    """Column index → name (the id or core id column named ``link``), and the default
+LINK = "__id"
+"""The id column of the core (and the core id column of an extension) while reading."""
+
+
+def _columns(desc: DataFileDescriptor) -> tuple[dict[int, str], dict[str, str]]:
+    """Column index → name (the id or core id column named :data:`LINK`), and the default
     value of each term that declares one (for a term without a column, or its empty cells)."""
     names: dict[int, str] = {}
     defaults: dict[str, str] = {}
@@ -110,14 +128,15 @@ def _columns(desc: DataFileDescriptor, link: str) -> tuple[dict[int, str], dict[
         if entry.get("default") is not None:
             defaults[name] = str(entry["default"])
     own = desc.id_index if desc.represents_corefile else desc.coreid_index
-    if own is not None and int(own) not in names:
-        names[int(own)] = link
+    if own is not None:
+        if int(own) in names:  # the id is also a term's column: read it twice
+            names[-1 - int(own)] = LINK
+        else:
+            names[int(own)] = LINK
     return names, defaults
 
 
-def read_data_file(
-    archive: DwCAReader, desc: DataFileDescriptor, link: str, shown: str
-) -> Iterator[pa.Table]:
+def read_data_file(archive: DwCAReader, desc: DataFileDescriptor, shown: str) -> Iterator[pa.Table]:
     """One data file of the archive, as ``meta.xml`` declares it, in blocks of text
     columns named by term."""
     location = str(desc.file_location)
@@ -125,13 +144,17 @@ def read_data_file(
     path = archive.absolute_temporary_path(location)
     if not os.path.exists(path):
         raise SourceError(label, "is named by meta.xml but is not in the archive", ARCHIVE_FIX)
-    names, defaults = _columns(desc, link)
+    names, defaults = _columns(desc)
     delimiter = desc.fields_terminated_by or "\t"
     with open(path, encoding=desc.file_encoding or "utf-8", errors="replace") as handle:
         for _ in range(desc.lines_to_ignore or 0):
             handle.readline()
         first = handle.readline().rstrip("\r\n")
-    width = max(len(first.split(delimiter)) if first else 0, max(names, default=-1) + 1)
+    indexes = {i if i >= 0 else -1 - i for i in names}
+    quote = desc.fields_enclosed_by or None
+    split = csv.reader([first], delimiter=delimiter, quotechar=quote,
+                       quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)  # fmt: skip
+    width = max(len(next(split)) if first else 0, max(indexes, default=-1) + 1)
     column_names = [f"f{i}" for i in range(width)]
     try:
         reader = pacsv.open_csv(
@@ -145,13 +168,16 @@ def read_data_file(
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(column_names, pa.string()),
-                strings_can_be_null=False, include_columns=[f"f{i}" for i in sorted(names)],
+                strings_can_be_null=False, include_columns=[f"f{i}" for i in sorted(indexes)],
             ),
         )  # fmt: skip
         for batch in reader:
             table = pa.Table.from_batches([batch]).rename_columns(
                 [names[int(n[1:])] for n in batch.schema.names]
             )
+            twice = [i for i in names if i < 0]
+            for i in twice:
+                table = table.append_column(LINK, table.column(names[-1 - i]))
             for name, value in defaults.items():
                 if name in table.column_names:  # a column with a default: for its empty cells
                     column = table.column(name)
@@ -168,6 +194,16 @@ def read_data_file(
             f"does not match its description in meta.xml ({exc})",
             "fix the line, or the delimiter and quote declared in meta.xml",
         ) from None
+
+
+def _named_id(table: pa.Table, term: str, keep: bool = False) -> pa.Table:
+    """The id column as ``term`` when no field declares that term (else dropped, unless
+    ``keep``: the join of extension rows needs it)."""
+    if LINK not in table.column_names:
+        return table
+    if term not in table.column_names:
+        table = table.append_column(term, table.column(LINK))
+    return table if keep else table.drop_columns([LINK])
 
 
 def _resolve_events(events: pa.Table) -> pa.Table:
@@ -201,7 +237,7 @@ def _resolve_events(events: pa.Table) -> pa.Table:
 
 def _with_events(occurrences: pa.Table, events: pa.Table) -> pa.Table:
     """Occurrences with their event's terms; an occurrence's own value of a group wins."""
-    joined = occurrences.join(events, keys="eventID", join_type="left outer",
+    joined = occurrences.join(events, keys=LINK, join_type="left outer",
                               right_suffix="__event", use_threads=False)  # fmt: skip
     for group in INHERITED:
         for name in group:
@@ -273,14 +309,18 @@ def read_dwca_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Tab
             extension = next((e for e in archive.descriptor.extensions
                               if e.type == OCCURRENCE), None)  # fmt: skip
             if core.type == EVENT and extension is not None:
-                blocks = list(read_data_file(archive, core, "eventID", shown))
-                events = _resolve_events(pa.concat_tables(blocks)) if blocks else None
-                for block in read_data_file(archive, extension, "eventID", shown):
-                    yield typed(_with_events(block, events) if events is not None else block)
+                blocks = list(read_data_file(archive, core, shown))
+                events = _named_id(pa.concat_tables(blocks), "eventID", keep=True) if blocks \
+                    else None  # fmt: skip
+                if events is not None:
+                    events = _resolve_events(events)
+                for block in read_data_file(archive, extension, shown):
+                    rows = _with_events(block, events) if events is not None else block
+                    yield typed(rows.drop_columns([LINK]))
                 return
-            link = "eventID" if core.type == EVENT else "occurrenceID"
-            for block in read_data_file(archive, core, link, shown):
-                yield typed(block)
+            own = "eventID" if core.type == EVENT else "occurrenceID"
+            for block in read_data_file(archive, core, shown):
+                yield typed(_named_id(block, own))
     except LakeError:
         raise
     except FileNotFoundError:
