@@ -61,9 +61,8 @@ class DatasetPlan:
 
 
 def _spec(spec_or_path: Spec | str | Path) -> tuple[Spec, str]:
-    if isinstance(spec_or_path, Spec):
-        return spec_or_path, "spec"
-    return load_spec(spec_or_path), str(spec_or_path)
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
+    return spec, spec._source
 
 
 def _root(root: Root | str, storage_options: dict[str, Any] | None) -> Root:
@@ -131,8 +130,9 @@ def _prepare(
     """The spec (checked for what the catalogue needs), its datasets to build, its root,
     and whether the build is small enough to run in this process."""
     spec, source = _spec(spec_or_path)
-    spec.check_catalogue(source)
+    spec.check_catalogue(source, described_by_source=False)  # before any source is read
     spec, built_as = _expanded(spec, source)
+    spec.check_catalogue(source)
     datasets = _selected(spec, only, built_as)
     small = False
     if scheduler is None and workers is None:

@@ -6,7 +6,9 @@ opened with the reader its first bytes call for. Cube and table sources both use
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -105,3 +107,91 @@ def netcdf_engine_and_handle(url: str, storage_options: Mapping[str, Any]) -> tu
         handle.close()
         return engine, url.removeprefix("file://")
     return engine, handle
+
+
+_LICENSING_LOCK = threading.Lock()
+
+
+@functools.cache
+def spdx_licensing() -> Any:
+    """The SPDX licence index, built once per process (its build is slow and not safe to run
+    in two threads at once)."""
+    from license_expression import get_spdx_licensing
+
+    with _LICENSING_LOCK:
+        return get_spdx_licensing()
+
+
+_LICENCE_URLS = (
+    (r"creativecommons\.org/publicdomain/zero/1\.0", "CC0-1.0"),
+    (r"creativecommons\.org/licenses/by/4\.0", "CC-BY-4.0"),
+    (r"creativecommons\.org/licenses/by-sa/4\.0", "CC-BY-SA-4.0"),
+    (r"creativecommons\.org/licenses/by-nc/4\.0", "CC-BY-NC-4.0"),
+    (r"creativecommons\.org/licenses/by/3\.0", "CC-BY-3.0"),
+    (r"opendatacommons\.org/licenses/by/1\.0", "ODC-By-1.0"),
+    (r"opendatacommons\.org/licenses/odbl/1\.0", "ODbL-1.0"),
+    (r"opendatacommons\.org/licenses/pddl/1\.0", "PDDL-1.0"),
+)
+_LICENCE_NAMES = (
+    (r"\bCC[-_ ]?0\b|public domain dedication", "CC0-1.0"),
+    (r"\bCC[-_ ]BY[-_ ]SA[-_ ]4\.0\b", "CC-BY-SA-4.0"),
+    (r"\bCC[-_ ]BY[-_ ]NC[-_ ]4\.0\b", "CC-BY-NC-4.0"),
+    (r"\bCC[-_ ]BY[-_ ]4\.0\b|creative commons attribution 4\.0", "CC-BY-4.0"),
+    (r"open data commons attribution", "ODC-By-1.0"),
+)
+
+
+def licence_of(text: str) -> dict[str, str]:
+    """The spec's ``license`` (and ``license_url``) for a source's licence text: an SPDX id
+    when the text names or links a well-known licence, else ``other`` with the first URL
+    it gives; nothing when it gives neither (the spec must then name it)."""
+    import re
+
+    for pattern, spdx in _LICENCE_URLS:
+        if re.search(pattern, text, re.IGNORECASE):
+            return {"license": spdx}
+    for pattern, spdx in _LICENCE_NAMES:
+        if re.search(pattern, text, re.IGNORECASE):
+            return {"license": spdx}
+    url = re.search(r"https?://[^\s\"'<>)]+", text)
+    if url:
+        return {"license": "other", "license_url": url.group(0).rstrip(".,;")}
+    return {}
+
+
+def acdd_metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a NetCDF file's ACDD/CF global attributes say for the catalogue (title,
+    description, licence, keywords, citation, providers), as spec ``metadata`` fields."""
+
+    def text(*names: str) -> str:
+        for name in names:
+            value = str(attrs.get(name, "")).strip()
+            if value:
+                return value
+        return ""
+
+    out: dict[str, Any] = {}
+    if text("title"):
+        out["title"] = text("title")
+    if text("summary", "comment"):
+        out["description"] = text("summary", "comment")
+    if text("license", "licence"):
+        out.update(licence_of(text("license", "licence")))
+    keywords = [k.strip() for k in text("keywords").replace(";", ",").split(",") if k.strip()]
+    if keywords:
+        out["keywords"] = keywords[:20]
+    if text("citation", "references"):
+        out["citation"] = text("citation", "references")
+    providers = []
+    producer = text("creator_institution", "institution", "creator_name")
+    if producer:
+        url = text("creator_url", "institution_url")
+        providers.append({"name": producer, "roles": ["producer"], **({"url": url} if url else {})})
+    publisher = text("publisher_institution", "publisher_name")
+    if publisher and publisher != producer:
+        url = text("publisher_url")
+        providers.append({"name": publisher, "roles": ["host"],
+                          **({"url": url.split()[0]} if url else {})})  # fmt: skip
+    if providers:
+        out["providers"] = providers
+    return out

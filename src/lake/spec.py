@@ -25,6 +25,7 @@ from pydantic import (
 
 from lake.errors import SpecError
 from lake.registry import CUBE_SOURCES, TABLE_SOURCES
+from lake.sourcefiles import spdx_licensing
 from lake.storage import is_local, redact
 
 _DATASET_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
@@ -343,9 +344,7 @@ class Metadata(_Model):
     def _license(cls, value: str | None) -> str | None:
         if value is None or value == "other":
             return value
-        from license_expression import get_spdx_licensing
-
-        problems = get_spdx_licensing().validate(value).errors
+        problems = spdx_licensing().validate(value).errors
         if problems:
             raise ValueError(
                 f"{value!r} is not an SPDX licence id or expression ({'; '.join(problems)}): "
@@ -391,6 +390,8 @@ class Spec(_Model):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     """fsspec options for the target root, e.g. ``{endpoint_url: ...}``; never published."""
     datasets: list[Dataset] = Field(min_length=1)
+    _source: str = PrivateAttr(default="spec")
+    """Where the spec was read from, for messages."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Spec:
@@ -402,9 +403,13 @@ class Spec(_Model):
             seen[key] = ds.id
         return self
 
-    def check_catalogue(self, source: str = "spec") -> None:
-        """Every dataset carries what a catalogue needs (called before a build starts)."""
+    def check_catalogue(self, source: str = "spec", described_by_source: bool = True) -> None:
+        """Every dataset carries what a catalogue needs (called before a build starts).
+        ``described_by_source=False`` leaves out the tables whose files describe themselves
+        (NetCDF attributes, EML), checked again once they have been read."""
         for i, ds in enumerate(self.datasets):
+            if not described_by_source and ds.table is not None and ds.table.kind != "postgres":
+                continue
             meta = ds.metadata
             if meta.license is None:
                 raise SpecError(
@@ -485,4 +490,6 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(
             str(path), f"is not valid YAML{where}", "fix the YAML syntax there"
         ) from None
-    return parse_spec(data, str(path), path.parent.resolve())
+    spec = parse_spec(data, str(path), path.parent.resolve())
+    spec._source = str(path)
+    return spec

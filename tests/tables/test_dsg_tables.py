@@ -5,6 +5,7 @@ ragged, points), with per-file incremental builds and Argo's R → D replacement
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -327,3 +328,23 @@ def test_copies_of_real_files_in_one_dataset(
     rows = _rows(tmp_path)
     assert report.datasets[0].holds == 453 + 10 == len(rows)
     assert {"salinity", "station_name", "height"} <= set(rows.columns)
+
+
+def test_a_file_alone_fills_the_catalogue_from_its_attributes(
+    tmp_path: Path, client: Client, shared_data: Path
+) -> None:
+    """ACDD attributes give the title, the licence (here an address: `other`) and the
+    providers; a file whose licence is only free text needs one in the spec."""
+    data = {"root": str(tmp_path / "lake"), "datasets": [
+        {"id": "obs", "table": {"netcdf": str(INSITU / "GL_PR_CT_EXSD0953.nc")}}]}  # fmt: skip
+    _build(parse_spec(data, "test-spec.yaml", tmp_path), client)
+    collection = json.loads((tmp_path / "lake" / "obs" / "collection.json").read_text())
+    assert collection["title"] == "Global Ocean - In Situ Observation Copernicus"
+    assert collection["license"] == "other"
+    assert any(link["rel"] == "license" and "copernicus" in link["href"]
+               for link in collection["links"])  # fmt: skip
+    assert {"producer", "host"} <= {r for p in collection["providers"] for r in p["roles"]}
+
+    data["datasets"][0]["table"] = {"netcdf": str(INSITU / "ru29-20140101T0942.nc")}
+    with pytest.raises(lake.SpecError, match="has no licence"):
+        _build(parse_spec(data, "test-spec.yaml", tmp_path), client)

@@ -4,6 +4,7 @@ extension and a parentEventID hierarchy, declared encodings, quotes and defaults
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,3 +176,32 @@ def test_iso_8601_dates() -> None:
     assert text("2010-05-10/2010-05-03") is None  # an interval that ends before it starts
     for bad in ("1961 & 1964", "2010-02-30", "spring 2010", ""):
         assert text(bad) is None
+
+
+def test_an_archive_alone_fills_the_catalogue_from_its_eml(
+    tmp_path: Path, client: Client, shared_data: Path
+) -> None:
+    """`table: {dwca: ...}` and nothing else: title, licence, citation and creators come
+    from eml.xml."""
+    spec = parse_spec({"root": str(tmp_path / "lake"),
+                       "datasets": [{"id": "occ", "table": {"dwca": str(ARCHIVE)}}]},
+                      "test-spec.yaml", tmp_path)  # fmt: skip
+    report = _build(spec, client)
+    collection = json.loads((tmp_path / "lake" / "occ" / "collection.json").read_text())
+    assert collection["title"].startswith("Antarctic macrobenthic communities")
+    assert collection["license"] == "ODC-By-1.0"
+    assert collection["sci:citation"].startswith("Gutt J")
+    assert any("Alfred Wegener Institute" in p["name"] for p in collection["providers"])
+    assert report.datasets[0].holds == 861
+
+
+def test_licence_texts() -> None:
+    from lake.sourcefiles import licence_of
+
+    eml = "made available under the Open Data Commons Attribution License: " \
+        "http://www.opendatacommons.org/licenses/by/1.0/"  # fmt: skip
+    assert licence_of(eml) == {"license": "ODC-By-1.0"}
+    assert licence_of("Creative Commons Attribution 4.0 (CC BY 4.0)") == {"license": "CC-BY-4.0"}
+    assert licence_of("see https://marine.copernicus.eu/licence.") == {
+        "license": "other", "license_url": "https://marine.copernicus.eu/licence"}  # fmt: skip
+    assert licence_of("may be used without restriction") == {}

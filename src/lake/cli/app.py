@@ -119,8 +119,8 @@ def run_build(
 
     parsed: Spec | None = None
     try:
-        parsed = lake.api.load_spec(spec)
-        parsed.check_catalogue(str(spec))
+        parsed = lake.api.load_spec(spec)  # its catalogue fields are checked once the
+        # sources have filled what they say of themselves (a NetCDF file's ACDD, an EML)
         if dry_run:
             plans = lake.api.plan(parsed, only=only, scheduler=scheduler, workers=workers,
                                   full_refresh=full_refresh, debug=debug)  # fmt: skip

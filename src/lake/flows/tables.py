@@ -166,4 +166,34 @@ def _unknown_size(dataset: Dataset) -> None:
     """A table's size is known only once its source is described (on the cluster)."""
 
 
-FLOW = Flow(build_table, dry_run_table, tidy_table, _unknown_size)
+def with_source_metadata(dataset: Dataset) -> list[Dataset]:
+    """The dataset with what its source says of itself (a NetCDF file's ACDD attributes, an
+    archive's EML: title, description, licence, citation, keywords, providers) where the
+    spec's ``metadata`` says nothing; each field kept only if it validates."""
+    from lake.spec import Metadata
+
+    reader = table_reader(dataset)
+    if not hasattr(reader, "source_metadata"):
+        return [dataset]
+    given = dataset.metadata.model_dump(exclude_unset=True, exclude_defaults=True)
+    found = {k: v for k, v in reader.source_metadata().items() if k not in given}
+    if "license" in given:  # a licence and its address come together
+        found.pop("license_url", None)
+    merged = dict(given)
+    for key in ("license", "title", "description", "citation", "keywords", "providers"):
+        if key not in found:
+            continue
+        extra = {key: found[key]}
+        if key == "license" and "license_url" in found:
+            extra["license_url"] = found["license_url"]
+        try:
+            Metadata.model_validate({**merged, **extra})
+        except ValueError:
+            continue
+        merged.update(extra)
+    if merged == given:
+        return [dataset]
+    return [dataset.model_copy(update={"metadata": Metadata.model_validate(merged)})]
+
+
+FLOW = Flow(build_table, dry_run_table, tidy_table, _unknown_size, with_source_metadata)

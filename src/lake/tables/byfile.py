@@ -151,6 +151,18 @@ class ByFileReader:
         """One file's rows (a module-level function of the kind, so that it pickles)."""
         raise NotImplementedError
 
+    @staticmethod
+    def metadata_of(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+        """What one file says of its dataset for the catalogue (spec ``metadata`` fields)."""
+        return {}
+
+    def source_metadata(self) -> dict[str, Any]:
+        """What the first file says of the dataset (title, licence, ...), read before a
+        build fills the spec's metadata where the spec says nothing."""
+        found = list_sources(self.patterns, self.storage_options, key=self.kind)
+        first = next((url for url, info in found.items() if info is not None), None)
+        return type(self).metadata_of(first, self.storage_options) if first else {}
+
     @classmethod
     def from_spec(cls, dataset_id: str, table: TableSource) -> Any:
         return cls(dataset_id, tuple(table.patterns), dict(table.storage_options))

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from lake.errors import LakeError, SourceError
-from lake.sourcefiles import NETCDF_FIX, netcdf_engine_and_handle
+from lake.sourcefiles import NETCDF_FIX, acdd_metadata, netcdf_engine_and_handle
 from lake.storage import redact
 from lake.tables.byfile import ByFileReader
 from lake.tables.dsg import read_dsg
@@ -47,9 +47,25 @@ def read_netcdf_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.T
     yield table
 
 
+def netcdf_metadata(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """What the first file's ACDD attributes say for the catalogue (nothing, when the file
+    cannot be opened: its read then says why)."""
+    import xarray as xr
+
+    try:
+        engine, target = netcdf_engine_and_handle(url, storage_options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with xr.open_dataset(target, engine=engine, decode_cf=False) as ds:
+                return acdd_metadata(dict(ds.attrs))
+    except Exception:  # the build's read of the file names what is wrong with it
+        return {}
+
+
 class NetcdfTableReader(ByFileReader):
     """CF DSG NetCDF files (``table: {netcdf: ...}``)."""
 
     kind: ClassVar[str] = "netcdf"
     title: ClassVar[str] = "NetCDF files (CF discrete sampling geometries)"
     read_file = staticmethod(read_netcdf_rows)
+    metadata_of = staticmethod(netcdf_metadata)
