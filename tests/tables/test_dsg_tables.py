@@ -99,6 +99,11 @@ def test_argo_profile_columns(tmp_path: Path, client: Client, shared_data: Path)
     assert set(rows["PRES_QC"].dropna()) <= set("0123456789")  # flags stay characters
     assert "HISTORY_DATE" not in rows.columns  # along N_HISTORY: about the file, not a row
     assert rows["source_id"].iloc[0].endswith("/4900590_097.nc")
+    # The platforms a partition holds are on its item and in the collection's summaries.
+    collection = json.loads((tmp_path / "lake" / "obs" / "collection.json").read_text())
+    assert collection["summaries"]["lake:platforms"] == ["4900590"]
+    (item,) = (tmp_path / "lake" / "obs" / "items").glob("*.json")
+    assert json.loads(item.read_text())["properties"]["lake:platforms"] == ["4900590"]
     schema = pads.dataset(tmp_path / "lake" / "obs" / "data", partitioning="hive").schema
     meta = schema.field("TEMP").metadata
     assert meta[b"units"] == b"degree_Celsius"

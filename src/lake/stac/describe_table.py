@@ -17,6 +17,7 @@ from lake.stac.describe import (
     geometry_of,
     iso_text,
 )
+from lake.tables.files import MAX_PLATFORMS
 from lake.tables.manifest import file_order, stream_manifest
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class _Overview:
     start: str | None = None
     end: str | None = None
     types: set[str] = field(default_factory=set)
+    platforms: set[str] = field(default_factory=set)
+    """The platforms of the rows (up to :data:`MAX_PLATFORMS`), for the summaries."""
     with_bbox: int = 0
     sample: list[TableFile] = field(default_factory=list)
     """Files with a bbox, evenly spread over all of them, for the thumbnail."""
@@ -87,6 +90,8 @@ class _Overview:
         if info.time and info.time[1]:
             self.end = max(self.end or info.time[1], info.time[1])
         self.types.update(info.geometry_types)
+        if len(self.platforms) < MAX_PLATFORMS:
+            self.platforms.update(info.platforms)
         if previous is not None and file_order(previous) > file_order(info):
             self.ordered = False
 
@@ -162,6 +167,8 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
     fields = {"table:columns": columns, "table:primary_geometry": primary,
               "table:row_count": manifest.rows}  # fmt: skip
     summaries: dict[str, Any] = {"geometry_types": sorted(overview.types)}
+    if overview.platforms:
+        summaries["lake:platforms"] = sorted(overview.platforms)[:MAX_PLATFORMS]
     if srid:
         summaries["proj:code"] = [f"EPSG:{srid}"]
 
@@ -179,6 +186,9 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
             "table:primary_geometry": primary,
             "table:row_count": sum(f.rows for f in group),
         }
+        platforms = sorted({p for f in group for p in f.platforms})
+        if platforms:
+            props["lake:platforms"] = platforms
         if starts and ends:
             props.update(datetime=None, start_datetime=iso_text(min(starts)),
                          end_datetime=iso_text(max(ends)))  # fmt: skip

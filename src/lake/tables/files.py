@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +54,9 @@ class TableFile:
     geometry_types: list[str]
     time: list[str | None]
     invalid: int
+    platforms: list[str] = field(default_factory=list)
+    """The platforms (float, glider, ship, station ids) the file's rows come from, when the
+    table has a platform column (see :func:`platforms_of`)."""
 
     @property
     def key(self) -> str:
@@ -155,8 +158,29 @@ def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> Table
     return TableFile(
         relative, partition_values(task.key), table.num_rows, len(data),
         hashlib.sha256(data).hexdigest(), extent, types, times,
-        table.num_rows - valid_rows,
+        table.num_rows - valid_rows, platforms_of(table),
     )  # fmt: skip
+
+
+PLATFORM_ROLES = {b"trajectory_id", b"timeseries_id"}
+"""CF ``cf_role`` values naming a platform (a glider's or ship's track, a station)."""
+PLATFORM_NAMES = ("platform_number", "platform_code", "wmo_platform_code", "platform_id")
+"""Column names (any case) of a platform id where no ``cf_role`` says it (Argo's
+``PLATFORM_NUMBER``, Copernicus in-situ ``platform_code``)."""
+MAX_PLATFORMS = 1000
+
+
+def platforms_of(table: pa.Table) -> list[str]:
+    """The distinct platform ids of a file's rows (at most :data:`MAX_PLATFORMS`)."""
+    names = [f.name for f in table.schema
+             if (f.metadata or {}).get(b"cf_role") in PLATFORM_ROLES]  # fmt: skip
+    names += [n for n in table.column_names if n.lower() in PLATFORM_NAMES and n not in names]
+    for name in names:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_integer(column.type):
+            values = pc.unique(column.drop_null()).cast(pa.string()).to_pylist()
+            return sorted(v for v in values if v)[:MAX_PLATFORMS]
+    return []
 
 
 def _iso(value: Any) -> str | None:

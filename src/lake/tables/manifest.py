@@ -61,17 +61,20 @@ class FileEntry(_Document):
     time: list[str | None]
     null_geometries: int = 0
     """Rows without a geometry (absent in manifests from before it was kept)."""
+    platforms: list[str] = Field(default_factory=list)
+    """The platform ids of the file's rows (tables with a platform column)."""
 
     @classmethod
     def of(cls, info: TableFile) -> FileEntry:
         return cls(path=info.path, partition=info.partition, rows=info.rows, bytes=info.bytes,
                    sha256=info.sha256, bbox=info.bbox, geometry_types=info.geometry_types,
-                   time=info.time, null_geometries=info.invalid)  # fmt: skip
+                   time=info.time, null_geometries=info.invalid,
+                   platforms=info.platforms)  # fmt: skip
 
     def info(self) -> TableFile:
         return TableFile(
             self.path, self.partition, self.rows, self.bytes, self.sha256, self.bbox,
-            self.geometry_types, self.time, self.null_geometries,
+            self.geometry_types, self.time, self.null_geometries, list(self.platforms),
         )  # fmt: skip
 
 
