@@ -176,6 +176,8 @@ def with_source_metadata(dataset: Dataset) -> list[Dataset]:
     if not hasattr(reader, "source_metadata"):
         return [dataset]
     given = dataset.metadata.model_dump(exclude_unset=True, exclude_defaults=True)
+    if {"title", "description", "license", "citation"} <= set(given):
+        return [dataset]  # the spec says it all: no file is opened
     found = {k: v for k, v in reader.source_metadata().items() if k not in given}
     if "license" in given:  # a licence and its address come together
         found.pop("license_url", None)
