@@ -141,6 +141,12 @@ def test_catalogue_is_valid_and_walkable(lake: Path, client: Client) -> None:
         assert described["chunks"] == list(array.chunks)
         assert described["shards"] == list(array.shards or array.chunks)
     assert ts_vars["unit"] == "degrees_C"
+    # The stored type and what decodes it, as tensorstore and GDAL readers see the arrays.
+    for described in (ts_vars, maps_vars, sst.extra_fields["cube:variables"]["thetao"]):
+        assert described["data_type"] == "int16" and described["variable_type"] == "data"
+        assert described["scale"] == pytest.approx(0.001) and described["offset"] == 10.0
+        assert described["nodata"] == -32767
+    assert "chunks" not in sst.extra_fields["cube:variables"]["thetao"]
     [cube_item] = list(sst.get_items())
     assert cube_item.properties["start_datetime"] == "2024-05-01T00:00:00Z"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -111,31 +112,64 @@ def _dimensions(ds: xr.Dataset) -> dict[str, Any]:
     return dims
 
 
-def _chunking(root: Root, dataset: str, layout: str) -> dict[str, tuple[list[int], list[int]]]:
-    """(inner chunk shape, shard shape) of each array, from the consolidated group document."""
+def _stored(root: Root, dataset: str, layout: str) -> dict[str, dict[str, Any]]:
+    """Each array's Zarr metadata (stored type, fill value, chunk grid, attributes), from
+    the consolidated group document."""
     doc = root.read_json(dataset, f"{layout}.zarr", "zarr.json")
-    out = {}
-    for name, meta in doc.get("consolidated_metadata", {}).get("metadata", {}).items():
-        if meta.get("node_type") != "array":
-            continue
-        plan = ChunkPlan.of_array(meta)
-        out[name] = (list(plan.chunks), list(plan.shards))
-    return out
+    return {name: meta for name, meta in doc.get("consolidated_metadata", {})
+            .get("metadata", {}).items() if meta.get("node_type") == "array"}  # fmt: skip
 
 
-def _variables(
-    ds: xr.Dataset, chunking: dict[str, tuple[list[int], list[int]]] | None = None
-) -> dict[str, Any]:
+_DATA_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+               "float16", "float32", "float64"}  # fmt: skip
+"""Zarr data types that STAC's ``data_type`` names as they are (others are ``other``)."""
+
+
+def _nodata(value: Any) -> float | str | None:
+    """A fill value as STAC's ``nodata`` (a number, or ``nan``, ``inf``, ``-inf``)."""
+    if isinstance(value, str) and value.lower() in ("nan", "infinity", "-infinity", "inf", "-inf"):
+        return {"infinity": "inf", "-infinity": "-inf"}.get(value.lower(), value.lower())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _as_stored(entry: dict[str, Any], meta: dict[str, Any]) -> None:
+    """The variable as stored: its Zarr data type, and the CF packing and fill value that
+    decode it (``scale``, ``offset``, ``nodata``), which tensorstore and GDAL readers see."""
+    stored = meta.get("data_type")
+    entry["data_type"] = stored if stored in _DATA_TYPES else "other"
+    attrs = meta.get("attributes", {})
+    for attr, key in (("scale_factor", "scale"), ("add_offset", "offset")):
+        value = attrs.get(attr)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            entry[key] = value
+    if "_FillValue" in attrs or "missing_value" in attrs:
+        nodata = _nodata(meta.get("fill_value"))
+        if nodata is not None:
+            entry["nodata"] = nodata
+
+
+def _variables(ds: xr.Dataset, stored: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, var in ds.data_vars.items():
+        kind = "data" if "time" in var.dims or "time" not in ds.dims else "auxiliary"
         entry: dict[str, Any] = {
             "dimensions": [str(d) for d in var.dims],
-            "type": "data" if "time" in var.dims or "time" not in ds.dims else "auxiliary",
-            "data_type": str(var.dtype) if var.dtype.kind in "iufb" else "other",
+            "variable_type": kind,
+            "type": kind,  # the field's name before datacube v2.3
+            "data_type": str(var.dtype) if str(var.dtype) in _DATA_TYPES else "other",
             "shape": [int(n) for n in var.shape],
         }
-        if chunking and str(name) in chunking:
-            entry["chunks"], entry["shards"] = chunking[str(name)]
+        meta = (stored or {}).get(str(name))
+        if meta is not None:
+            _as_stored(entry, meta)
+            plan = ChunkPlan.of_array(meta)
+            entry["chunks"], entry["shards"] = list(plan.chunks), list(plan.shards)
         for attr, key in (("units", "unit"), ("long_name", "description")):
             if attr in var.attrs:
                 entry[key] = str(var.attrs[attr])
@@ -181,9 +215,12 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             "zarr:consolidated": True,
             "zarr:node_type": "group",
             "zarr:zarr_format": 3,
-            "cube:variables": _variables(ds, _chunking(root, dataset.id, name)),
+            "cube:variables": _variables(ds, _stored(root, dataset.id, name)),
         }  # fmt: skip
-    variables = _variables(first)
+    variables = _variables(first, _stored(root, dataset.id, next(iter(opened))))
+    for entry in variables.values():  # the collection's entries: no layout's chunk grid
+        entry.pop("chunks", None)
+        entry.pop("shards", None)
     fields: dict[str, Any] = {"cube:dimensions": dims, "cube:variables": variables}
     if bbox is None:
         # The extent below is then the whole world: say that it is not known, rather
