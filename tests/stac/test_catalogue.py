@@ -128,6 +128,18 @@ def test_catalogue_is_valid_and_walkable(lake: Path, client: Client) -> None:
     assert assets["thumbnail"].roles == ["thumbnail"]
     assert (lake / "sst" / "thumbnail.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert assets["items"].roles == ["collection-mirror"]
+    # The mirror's `geo` metadata says what its rows hold: the items' bbox polygons, in
+    # OGC:CRS84 (as STAC geometries are), as the table files say of theirs.
+    import pyarrow.parquet as pq
+
+    for name in ("sst", "occ"):
+        geo = json.loads(pq.read_schema(lake / name / "items.parquet").metadata[b"geo"])
+        column = geo["columns"]["geometry"]
+        types = {json.loads(p.read_text())["geometry"]["type"]
+                 for p in (lake / name / "items").glob("*.json")}  # fmt: skip
+        assert column["geometry_types"] == sorted(types)
+        assert column["crs"]["id"] == {"authority": "OGC", "code": "CRS84"}
+        assert len(column["bbox"]) == 4
     dims = sst.extra_fields["cube:dimensions"]
     assert dims["time"]["extent"] == ["2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"]
     assert dims["time"]["step"] == "P1D" and dims["latitude"]["reference_system"] == 4326

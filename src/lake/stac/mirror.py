@@ -23,7 +23,8 @@ def write_mirror(root: Root, dataset: str, documents: Iterator[bytes], tmp: str)
     from stac_geoparquet.arrow import parse_stac_items_to_arrow
 
     items = (orjson.loads(data) for data in documents)
-    located = (item for item in items if item.get("geometry"))
+    seen = _Geometries()
+    located = (seen.add(item) for item in items if item.get("geometry"))
     first = next(located, None)
     if first is None:
         return False
@@ -33,19 +34,62 @@ def write_mirror(root: Root, dataset: str, documents: Iterator[bytes], tmp: str)
         itertools.chain([first], located), chunk_size=MIRROR_CHUNK, schema="ChunksToDisk",
         tmpdir=chunks,
     )  # fmt: skip
-    _write_batches(root, dataset, reader)
+    _write_batches(root, dataset, reader, seen)
     return True
 
 
-def _write_batches(root: Root, dataset: str, reader: Any) -> None:
-    """Write the mirror with stac-geoparquet's writer (GeoParquet `geo` metadata with the
-    bbox covering, and its own `stac-geoparquet` metadata), whole or not at all."""
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-    from stac_geoparquet.arrow import to_parquet
+class _Geometries:
+    """The geometry types and bbox of the items, gathered as they stream by."""
 
+    def __init__(self) -> None:
+        self.types: set[str] = set()
+        self.bbox: list[float] | None = None
+
+    def add(self, item: dict[str, Any]) -> dict[str, Any]:
+        self.types.add(str(item["geometry"].get("type")))
+        box = item.get("bbox")
+        if box and len(box) == 4:
+            self.bbox = list(box) if self.bbox is None else [
+                min(self.bbox[0], box[0]), min(self.bbox[1], box[1]),
+                max(self.bbox[2], box[2]), max(self.bbox[3], box[3]),
+            ]  # fmt: skip
+        return item
+
+
+def _write_batches(root: Root, dataset: str, reader: Any, seen: _Geometries) -> None:
+    """Write the mirror as stac-geoparquet does (its `stac-geoparquet` metadata, GeoParquet
+    `geo` metadata with the bbox covering), whole or not at all, with the `geo` metadata
+    telling what the items hold: their geometry types, bbox, and the CRS of STAC
+    geometries (OGC:CRS84, longitude first)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    # stac-geoparquet's own metadata, as its `to_parquet` writes it (it offers no way to
+    # give the geometry types, bbox and CRS, which it leaves empty or as EPSG:4326).
+    from stac_geoparquet.arrow._constants import DEFAULT_PARQUET_SCHEMA_VERSION
+    from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
+
+    from lake.tables.geometry import crs_projjson
+
+    stream = pa.RecordBatchReader.from_stream(reader)
+    # Parquet stores no struct without fields (`assets: {}`); stac-geoparquet restores them.
+    empty = [f.name for f in stream.schema if pa.types.is_struct(f.type) and not f.type.num_fields]
+    schema = pa.schema(f for f in stream.schema if f.name not in empty)
+    meta = create_parquet_metadata(schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION)
+    geo = orjson.loads(meta[b"geo"])
+    column = geo["columns"]["geometry"]
+    column["geometry_types"] = sorted(seen.types)
+    column["crs"] = crs_projjson(None)
+    if seen.bbox is not None:
+        column["bbox"] = seen.bbox
+    meta[b"geo"] = orjson.dumps(geo)
     path = root.path(dataset, "items.parquet.partial" if root.local else "items.parquet")
     # A local file is renamed into place; an S3 object appears when its upload completes.
-    to_parquet(reader, path, filesystem=PyFileSystem(FSSpecHandler(root.fs())),
-               compression="zstd")  # fmt: skip
+    filesystem = PyFileSystem(FSSpecHandler(root.fs()))
+    with pq.ParquetWriter(path, schema.with_metadata(meta), filesystem=filesystem,
+                          compression="zstd") as writer:  # fmt: skip
+        for batch in stream:
+            writer.write_batch(batch.drop_columns(empty))
     if root.local:
         os.replace(path, root.path(dataset, "items.parquet"))
