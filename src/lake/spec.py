@@ -204,6 +204,7 @@ class TableSource(_Sourced):
 
     _SOURCES: ClassVar[dict[str, str]] = TABLE_SOURCES
     _SECTION: ClassVar[str] = "table"
+    _rows: str = PrivateAttr(default="")
 
     postgres: Postgres | None = None
     netcdf: str | list[str] | None = None
@@ -226,16 +227,13 @@ class TableSource(_Sourced):
     """Target size of a Parquet file (the rows of one file are sorted in memory)."""
     row_group_rows: int = Field(100_000, ge=1_000, le=1_000_000)
     staging_mb: float = Field(256.0, gt=0, le=4096)
-    """Rows a read task buffers before sorting them into staging files; with ``file_mb``
-    it bounds a worker's memory (lower both for workers with little memory)."""
+    """Rows a read task buffers before staging them (with ``file_mb``: a worker's memory)."""
 
     @model_validator(mode="after")
     def _source_geometry(self) -> Self:
         if self.kind == "postgres":
             if not self.geometry.given:
-                raise ValueError(
-                    "a PostgreSQL table needs `geometry`: `lon` and `lat`, or `column`"
-                )
+                raise ValueError("a PostgreSQL table needs `geometry`: `lon`/`lat` or `column`")
             if self.incremental is not None and self.incremental.column is None:
                 raise ValueError("`incremental` of a PostgreSQL table needs `column`")
             return self
@@ -255,13 +253,15 @@ class TableSource(_Sourced):
     @classmethod
     def _file_partitions(cls, data: Any) -> Any:
         """File sources are partitioned by the year of their rows' time unless told."""
-        if (
-            isinstance(data, dict)
-            and "partition_by" not in data
-            and (data.get("netcdf") is not None or data.get("dwca") is not None)
-        ):
+        files = isinstance(data, dict) and any(data.get(k) is not None for k in ("netcdf", "dwca"))
+        if files and "partition_by" not in data:
             return {**data, "partition_by": ["year(time)"]}
         return data
+
+    @property
+    def rows(self) -> str:
+        """The rows of the source this table holds: ``""``, or a second table's name."""
+        return self._rows
 
     @property
     def patterns(self) -> list[str]:
@@ -368,6 +368,7 @@ class Dataset(_Model):
         return self
 
     _axis_siblings: tuple[str, ...] = PrivateAttr(default=())
+    _part_of: str | None = PrivateAttr(default=None)
 
     @property
     def kind(self) -> Literal["cube", "table"]:
@@ -376,9 +377,13 @@ class Dataset(_Model):
 
     @property
     def axis_siblings(self) -> tuple[str, ...]:
-        """The datasets built along the other time axes of this one's files, when the spec
-        named no axis and the files have several (see :func:`lake.flows.cubes.per_time_axis`)."""
+        """The cubes along the other time axes of the files (see ``per_time_axis``)."""
         return self._axis_siblings
+
+    @property
+    def part_of(self) -> str | None:
+        """The dataset whose collection holds this second table (``<id>/measurements``)."""
+        return self._part_of
 
 
 class Spec(_Model):

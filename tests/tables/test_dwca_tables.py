@@ -118,6 +118,65 @@ def test_event_core_with_occurrences_and_a_hierarchy(tmp_path: Path, client: Cli
     assert set(rows["basisOfRecord"]) == {"HumanObservation"}
 
 
+EMOF = "http://rs.iobis.org/obis/terms/ExtendedMeasurementOrFact"
+
+
+def test_measurements_are_a_second_table_of_the_collection(
+    tmp_path: Path, client: Client, schema_registry: object
+) -> None:
+    """eMoF rows: a second GeoParquet table below the dataset, each row with its event's
+    date and position; the collection describes both tables; verify checks both."""
+    events = ("id\teventID\tparentEventID\teventDate\tdecimalLatitude\tdecimalLongitude\n"
+              "st1\tst1\t\t2019-05-14\t54.1\t3.2\n"
+              "st1-grab\tst1-grab\tst1\t\t\t\n"
+              "st2\tst2\t\t2020-06-01\t55.0\t4.0\n")  # fmt: skip
+    occurrences = "coreid\toccurrenceID\tscientificName\nst1-grab\to1\tAbra alba\n"
+    measurements = ("coreid\toccurrenceID\tmeasurementType\tmeasurementValue\tmeasurementUnit\n"
+                    "st1-grab\to1\tabundance\t12\tind/m2\n"
+                    "st1\t\ttemperature\t8.5\tdegC\n"
+                    "st2\t\tsalinity\t34.9\tPSU\n")  # fmt: skip
+    core = _fields(["eventID", "parentEventID", "eventDate", "decimalLatitude",
+                    "decimalLongitude"])  # fmt: skip
+    head = 'fieldsTerminatedBy="\\t" ignoreHeaderLines="1" encoding="UTF-8"'
+    meta = f"""<archive xmlns="http://rs.tdwg.org/dwc/text/">
+      <core rowType="{DWC}Event" {head}><files><location>event.txt</location></files>
+        <id index="0"/>{core}</core>
+      <extension rowType="{DWC}Occurrence" {head}><files><location>occ.txt</location></files>
+        <coreid index="0"/>{_fields(["occurrenceID", "scientificName"])}</extension>
+      <extension rowType="{EMOF}" {head}><files><location>emof.txt</location></files>
+        <coreid index="0"/>{_fields(["occurrenceID", "measurementType", "measurementValue",
+                                     "measurementUnit"])}</extension>
+    </archive>"""  # fmt: skip
+    _archive(tmp_path / "emof.zip", {"event.txt": events, "occ.txt": occurrences,
+                                     "emof.txt": measurements}, meta)  # fmt: skip
+    spec = _spec(tmp_path, str(tmp_path / "emof.zip"))
+    report = _build(spec, client)
+    assert [(d.id, d.holds) for d in report.datasets] == [("occ", 1), ("occ/measurements", 3)]
+    rows = gpd.read_parquet(tmp_path / "lake" / "occ" / "measurements" / "data")
+    rows = rows.set_index("measurementType").sort_index()
+    assert rows.loc["abundance", "eventID"] == "st1-grab"
+    assert rows.loc["abundance", "decimalLatitude"] == 54.1  # from st1, up the hierarchy
+    assert str(rows.loc["salinity", "time"]) == "2020-06-01 00:00:00+00:00"
+    assert rows["measurementValue"].tolist() == ["12", "34.9", "8.5"]  # the archive's text
+    assert sorted(rows["year"].astype(str)) == ["2019", "2019", "2020"]
+    collection = json.loads((tmp_path / "lake" / "occ" / "collection.json").read_text())
+    assert [t["name"] for t in collection["table:tables"]] == ["occ", "measurements"]
+    assert collection["assets"]["measurements"]["table:row_count"] == 3
+    assert collection["assets"]["measurements"]["href"] == "./measurements/data/"
+    catalog = json.loads((tmp_path / "lake" / "catalog.json").read_text())
+    assert [link["href"] for link in catalog["links"] if link["rel"] == "child"] == [
+        "./occ/collection.json"]  # fmt: skip
+    checked = lake.verify(report.root)
+    assert checked.ok and not checked.notes, (checked.problems, checked.notes)
+    assert lake.validate(report.root, schemas=SHARED / "schemas").ok
+    (tmp_path / "lake" / "occ" / "measurements" / "table.json").write_text(
+        (tmp_path / "lake" / "occ" / "measurements" / "table.json").read_text()
+        .replace('"rows": 3', '"rows": 4'))  # fmt: skip
+    assert not lake.verify(report.root).ok  # the second table's files are checked
+    again = _build(spec, client)
+    assert [d.id for d in again.datasets] == ["occ", "occ/measurements"]
+
+
 def test_declared_encoding_quotes_and_delimiter(tmp_path: Path, client: Client) -> None:
     text = (
         '"id","scientificName","locality","decimalLatitude","decimalLongitude","eventDate"\n'

@@ -198,4 +198,29 @@ def with_source_metadata(dataset: Dataset) -> list[Dataset]:
     return [dataset.model_copy(update={"metadata": Metadata.model_validate(merged)})]
 
 
-FLOW = Flow(build_table, dry_run_table, tidy_table, _unknown_size, with_source_metadata)
+def with_subtables(dataset: Dataset) -> list[Dataset]:
+    """The dataset (its metadata filled from its source, see :func:`with_source_metadata`)
+    and the second tables its source holds: ``<id>/measurements`` for a Darwin Core
+    archive's measurements or facts, written below the dataset's folder and described in
+    its collection. A second table keeps the dataset's year and grid partitions."""
+    main = with_source_metadata(dataset)[0]
+    reader = table_reader(main)
+    names = reader.subtables() if hasattr(reader, "subtables") else []
+    out = [main]
+    for name in names:
+        table = main.table
+        assert table is not None
+        kept = [p for p in table.partition_by if p.startswith(("grid(", "year(time)"))]
+        sub_table = table.model_copy(update={"partition_by": kept})
+        sub_table._rows = name
+        title = f"{main.metadata.title or main.id}: {name}"
+        sub = main.model_copy(update={
+            "id": f"{main.id}/{name}", "table": sub_table,
+            "metadata": main.metadata.model_copy(update={"title": title}),
+        })  # fmt: skip
+        sub._part_of = main.id
+        out.append(sub)
+    return out
+
+
+FLOW = Flow(build_table, dry_run_table, tidy_table, _unknown_size, with_subtables)

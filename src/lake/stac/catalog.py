@@ -303,8 +303,13 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
     """(Re)write the catalogue; ``only`` limits which collections are refreshed."""
     result = CatalogueResult()
     fs = root.fs()
+    # A second table is described in its dataset's collection, which it refreshes.
+    refreshed = None if only is None else {d.part_of or d.id for d in spec.datasets
+                                           if d.id in only}  # fmt: skip
     for dataset in spec.datasets:
-        if only is not None and dataset.id not in only:
+        if dataset.part_of is not None:
+            continue
+        if refreshed is not None and dataset.id not in refreshed:
             continue
         write_collection(root, spec, dataset, result)
     links: list[dict[str, Any]] = [
@@ -314,7 +319,7 @@ def write_catalogue(root: Root, spec: Spec, only: list[str] | None = None) -> Ca
     if self_url:
         links.append({"rel": "self", "href": self_url, "type": "application/json"})
     for dataset in spec.datasets:
-        if fs.exists(root.path(dataset.id, "collection.json")):
+        if dataset.part_of is None and fs.exists(root.path(dataset.id, "collection.json")):
             links.append({"rel": "child", "href": f"./{dataset.id}/collection.json",
                           "type": "application/json",
                           "title": dataset.metadata.title or dataset.id})  # fmt: skip

@@ -120,6 +120,32 @@ def _to_wgs84(bbox: list[float] | None, srid: int | None) -> list[float] | None:
     return [float(v) for v in out]
 
 
+SECOND_TABLES = {"measurements": "Measurements or facts of the rows (Darwin Core eMoF), "
+                                  "with their records' date and position"}  # fmt: skip
+"""Second tables a dataset's folder may hold, by folder name (see
+:func:`lake.flows.tables.with_subtables`)."""
+
+
+def _second_tables(root: Root, dataset: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The data and manifest assets of each second table published below the dataset."""
+    out = {}
+    for name, title in SECOND_TABLES.items():
+        manifest = stream_manifest(root, f"{dataset}/{name}")
+        if manifest is None:
+            continue
+        first = next(iter(manifest.files()), None)
+        data = {
+            "href": f"./{name}/data/", "type": MEDIA_PARQUET, "title": title,
+            "roles": ["data"], "table:primary_geometry": manifest.header.geometry_column,
+            "table:row_count": manifest.rows,
+            "table:columns": _columns(root, f"{dataset}/{name}", first),
+        }  # fmt: skip
+        listed = {"href": f"./{name}/table.json", "type": "application/json",
+                  "title": f"Files of the {name} table", "roles": ["metadata"]}  # fmt: skip
+        out[name] = (data, listed)
+    return out
+
+
 def item_id(dataset: str, partition: str) -> str:
     """A path-safe item id from a partition path: ``year=2015/cell=x`` → ``ds.year-2015.cell-x``."""
     from lake.tables.partitions import item_name
@@ -166,6 +192,14 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
     }
     fields = {"table:columns": columns, "table:primary_geometry": primary,
               "table:row_count": manifest.rows}  # fmt: skip
+    tables = _second_tables(root, dataset.id)
+    if tables:
+        described = [{"name": dataset.id, "description": "the rows of the items"}]
+        for name, (asset, listed) in tables.items():
+            assets[name] = asset
+            assets[f"{name}-manifest"] = listed
+            described.append({"name": name, "description": asset["title"]})
+        fields["table:tables"] = described
     summaries: dict[str, Any] = {"geometry_types": sorted(overview.types)}
     if overview.platforms:
         summaries["lake:platforms"] = sorted(overview.platforms)[:MAX_PLATFORMS]

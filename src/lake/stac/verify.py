@@ -71,6 +71,12 @@ def verify_lake(root: Root) -> Report:
         assets = collection.get("assets", {})
         if "manifest" in assets:
             verify_table(root, folder, collection, report)
+        for name in assets:  # second tables: their files, not in items
+            if name.endswith("-manifest") and name.removesuffix("-manifest") in assets:
+                table = assets[name.removesuffix("-manifest")]
+                verify_table(root, f"{folder}/{name.removesuffix('-manifest')}",
+                             {"table:row_count": table.get("table:row_count")}, report,
+                             items=False)  # fmt: skip
         for name, asset in assets.items():
             if "zarr" in str(asset.get("type", "")):
                 verify_layout(root, folder, name, asset, report)

@@ -57,8 +57,9 @@ class FilePart:
     """(url, source_id) of each file of the part."""
 
 
-FileRead = Callable[[str, dict[str, Any]], Iterator[pa.Table]]
-"""Reads one file's rows: ``read(url, storage_options)`` → tables (module-level, picklable)."""
+FileRead = Callable[[str, dict[str, Any], str], Iterator[pa.Table]]
+"""Reads one file's rows: ``read(url, storage_options, rows)`` → tables (module-level,
+picklable); ``rows`` names a second table of the file (``""``: its main rows)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class FileRows:
 
     read_file: FileRead
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    rows: str = ""
 
     def read(self, part: FilePart) -> Iterator[pa.RecordBatch]:
         if len(part.files) == 1:
@@ -98,7 +100,7 @@ class FileRows:
 
     def _tables(self, url: str, ident: str) -> Iterator[pa.Table]:
         shown = redact(url)
-        for rows in self.read_file(url, self.storage_options):
+        for rows in self.read_file(url, self.storage_options, self.rows):
             n = rows.num_rows
             if n:
                 named = rows.append_column(pa.field("source_file", pa.string()),
@@ -145,11 +147,17 @@ class ByFileReader:
     dataset: str
     patterns: tuple[str, ...]
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    rows: str = ""
+    """Which rows of the files this table holds (``""``: the main ones)."""
 
     @staticmethod
-    def read_file(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Table]:
+    def read_file(url: str, storage_options: dict[str, Any], rows: str) -> Iterator[pa.Table]:
         """One file's rows (a module-level function of the kind, so that it pickles)."""
         raise NotImplementedError
+
+    def subtables(self) -> list[str]:
+        """The second tables the files hold (a Darwin Core archive's measurements)."""
+        return []
 
     @staticmethod
     def metadata_of(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +173,7 @@ class ByFileReader:
 
     @classmethod
     def from_spec(cls, dataset_id: str, table: TableSource) -> Any:
-        return cls(dataset_id, tuple(table.patterns), dict(table.storage_options))
+        return cls(dataset_id, tuple(table.patterns), dict(table.storage_options), table.rows)
 
     @property
     def label(self) -> str:
@@ -200,7 +208,7 @@ class ByFileReader:
             label=self.label,
             summary=summary,
             parts=_parts(read, workers),
-            reader=FileRows(type(self).read_file, dict(self.storage_options)),
+            reader=FileRows(type(self).read_file, dict(self.storage_options), self.rows),
             key=["source_id"],
             record={"kind": self.kind, "files": {i: key for i, (_, key, _) in files.items()}},
             lon=self.point[0],

@@ -31,9 +31,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from lake.errors import LakeError, SourceError
-from lake.sourcefiles import licence_of
+from lake.sourcefiles import list_sources
 from lake.storage import is_local, redact
 from lake.tables.byfile import ByFileReader
+from lake.tables.eml import eml_metadata
 from lake.tables.isodates import STAMP, parse_column
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     from dwca.read import DwCAReader
 
 OCCURRENCE = "http://rs.tdwg.org/dwc/terms/Occurrence"
+MEASUREMENTS = ("http://rs.iobis.org/obis/terms/ExtendedMeasurementOrFact",
+                "http://rs.tdwg.org/dwc/terms/MeasurementOrFact")  # fmt: skip
+MEASUREMENTS_TABLE = "measurements"
+"""The second table of an archive with measurements or facts (eMoF, MoF)."""
 EVENT = "http://rs.tdwg.org/dwc/terms/Event"
 NUMBERS = (
     "decimalLatitude", "decimalLongitude", "coordinateUncertaintyInMeters",
@@ -301,11 +306,60 @@ def _date_texts(table: pa.Table) -> pa.ChunkedArray:
     return pc.if_else(pc.equal(event, ""), parts, event)
 
 
-def read_dwca_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Table]:
-    """The rows of one archive, in blocks."""
+def _measurements(archive: DwCAReader, shown: str) -> Iterator[pa.Table]:
+    """The archive's measurements or facts, each with the id, date, coordinates and depth
+    of its core record (an event's as resolved up its hierarchy)."""
+    core = archive.descriptor.core
+    extension = next((e for e in archive.descriptor.extensions if e.type in MEASUREMENTS), None)
+    if extension is None:
+        return
+    own = "eventID" if core.type == EVENT else "occurrenceID"
+    blocks = list(read_data_file(archive, core, shown))
+    if not blocks:
+        return
+    records = _named_id(pa.concat_tables(blocks), own, keep=True)
+    if core.type == EVENT:
+        records = _resolve_events(records)
+    wanted = [LINK, own, *(n for group in INHERITED for n in group)]
+    records = records.select([n for n in dict.fromkeys(wanted) if n in records.column_names])
+    for block in read_data_file(archive, extension, shown):
+        joined = block.join(records, keys=LINK, join_type="left outer", right_suffix="__core",
+                            use_threads=False)  # fmt: skip
+        theirs = [n for n in joined.column_names if n.endswith("__core")]  # the row's own win
+        yield typed(joined.drop_columns([LINK, *theirs]))
+
+
+def extension_types(url: str, storage_options: dict[str, Any]) -> list[str]:
+    """The row types of an archive's extensions, from its ``meta.xml`` alone (a remote
+    archive's zip directory and that one member are read, not the whole archive)."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    try:
+        with fsspec.open(url, "rb", **storage_options) as handle, zipfile.ZipFile(handle) as zf:
+            meta = zf.read("meta.xml")
+    except (IsADirectoryError, zipfile.BadZipFile, KeyError, OSError):
+        try:
+            with fsspec.open(url.rstrip("/") + "/meta.xml", "rb", **storage_options) as handle:
+                meta = handle.read()
+        except OSError:
+            return []  # the build's read says what is wrong with the archive
+    try:
+        root = ET.fromstring(meta)
+    except ET.ParseError:
+        return []
+    return [str(e.get("rowType")) for e in root.iter() if e.tag.endswith("extension")]
+
+
+def read_dwca_rows(url: str, storage_options: dict[str, Any], rows: str = "") -> Iterator[pa.Table]:
+    """The rows of one archive, in blocks: its occurrences (or events), or with ``rows``
+    ``measurements``, its measurements or facts."""
     shown = redact(url)
     try:
         with _local(url, storage_options) as path, open_archive(path, shown) as archive:
+            if rows == MEASUREMENTS_TABLE:
+                yield from _measurements(archive, shown)
+                return
             core = archive.descriptor.core
             extension = next((e for e in archive.descriptor.extensions
                               if e.type == OCCURRENCE), None)  # fmt: skip
@@ -316,8 +370,8 @@ def read_dwca_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Tab
                 if events is not None:
                     events = _resolve_events(events)
                 for block in read_data_file(archive, extension, shown):
-                    rows = _with_events(block, events) if events is not None else block
-                    yield typed(rows.drop_columns([LINK]))
+                    joined = _with_events(block, events) if events is not None else block
+                    yield typed(joined.drop_columns([LINK]))
                 return
             own = "eventID" if core.type == EVENT else "occurrenceID"
             for block in read_data_file(archive, core, shown):
@@ -332,48 +386,6 @@ def read_dwca_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Tab
             f"cannot be read as a Darwin Core archive ({type(exc).__name__}: {redact(str(exc))})",
             ARCHIVE_FIX,
         ) from None
-
-
-def eml_metadata(eml: Any) -> dict[str, Any]:
-    """What an archive's EML says for the catalogue (title, abstract, licence, citation,
-    keywords, creators), as spec ``metadata`` fields."""
-    if eml is None:
-        return {}
-
-    def texts(path: str) -> list[str]:
-        return [" ".join("".join(e.itertext()).split()) for e in eml.findall(path)]
-
-    out: dict[str, Any] = {}
-    title = texts("dataset/title")
-    if title and title[0]:
-        out["title"] = title[0]
-    abstract = " ".join(t for t in texts("dataset/abstract/para") if t) or " ".join(
-        t for t in texts("dataset/abstract") if t
-    )
-    if abstract:
-        out["description"] = abstract
-    rights = texts("dataset/intellectualRights")
-    links = [e.get("url", "") for e in eml.findall("dataset/intellectualRights//ulink")]
-    if rights or links:
-        out.update(licence_of(" ".join(links + rights)))
-    citation = texts("additionalMetadata/metadata/gbif/citation")
-    if citation and citation[0]:
-        out["citation"] = citation[0]
-    keywords = [k for k in texts("dataset/keywordSet/keyword") if k]
-    if keywords:
-        out["keywords"] = keywords[:20]
-    providers = []
-    for creator in eml.findall("dataset/creator"):
-        person = " ".join("".join(creator.find("individualName").itertext()).split()) \
-            if creator.find("individualName") is not None else ""  # fmt: skip
-        org = (creator.findtext("organizationName") or "").strip()
-        name = ", ".join(p for p in (person, org) if p)
-        if name:
-            url = (creator.findtext("onlineUrl") or "").strip()
-            providers.append({"name": name, "roles": ["producer"], **({"url": url} if url else {})})
-    if providers:
-        out["providers"] = providers
-    return out
 
 
 def dwca_metadata(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
@@ -394,3 +406,14 @@ class DwcaReader(ByFileReader):
     point: ClassVar[tuple[str, str]] = ("decimalLongitude", "decimalLatitude")
     read_file = staticmethod(read_dwca_rows)
     metadata_of = staticmethod(dwca_metadata)
+
+    def subtables(self) -> list[str]:
+        """``measurements`` when the first archive has a (extended) measurement or fact
+        extension: its rows become the collection's second table."""
+        found = list_sources(self.patterns, self.storage_options, key=self.kind)
+        first = next((url for url, info in found.items() if info is not None), None)
+        if first is None or not set(extension_types(first, self.storage_options)) & set(
+            MEASUREMENTS
+        ):
+            return []
+        return [MEASUREMENTS_TABLE]

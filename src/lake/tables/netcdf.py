@@ -20,7 +20,9 @@ from lake.tables.byfile import ByFileReader
 from lake.tables.dsg import read_dsg
 
 
-def read_netcdf_rows(url: str, storage_options: dict[str, Any]) -> Iterator[pa.Table]:
+def read_netcdf_rows(
+    url: str, storage_options: dict[str, Any], rows: str = ""
+) -> Iterator[pa.Table]:
     """The observations of one DSG file."""
     import xarray as xr
 
