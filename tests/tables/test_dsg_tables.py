@@ -353,3 +353,14 @@ def test_a_file_alone_fills_the_catalogue_from_its_attributes(
     data["datasets"][0]["table"] = {"netcdf": str(INSITU / "ru29-20140101T0942.nc")}
     with pytest.raises(lake.SpecError, match="has no licence"):
         _build(parse_spec(data, "test-spec.yaml", tmp_path), client)
+
+
+def test_partitioned_by_platform(tmp_path: Path, client: Client, shared_data: Path) -> None:
+    """A column such as the platform is a partition level too; the items still list it."""
+    spec = _spec(tmp_path, str(INSITU / "D4900590_097.nc"),
+                 partition_by=["year(time)", "PLATFORM_NUMBER", "grid(10)"])  # fmt: skip
+    _build(spec, client)
+    (path,) = (tmp_path / "lake" / "obs" / "data").rglob("*.parquet")
+    assert "year=2007/PLATFORM_NUMBER=4900590/cell_10deg=N40p0W060p0" in str(path)
+    collection = json.loads((tmp_path / "lake" / "obs" / "collection.json").read_text())
+    assert collection["summaries"]["lake:platforms"] == ["4900590"]

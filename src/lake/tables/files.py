@@ -126,6 +126,7 @@ def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> Table
     table = pa.concat_tables([p.replace_schema_metadata(None) for p in pieces],
                              promote_options="permissive").sort_by(HILBERT)  # fmt: skip
     codes = pc.unique(table.column(GTYPE)).to_pylist()
+    platforms = platforms_of(table)  # before a platform column goes into the folder names
     table = table.drop_columns([HILBERT, GTYPE, *job.dropped_columns()])
     bbox = table.column("bbox")
     valid_rows = table.num_rows - bbox.null_count
@@ -158,7 +159,7 @@ def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> Table
     return TableFile(
         relative, partition_values(task.key), table.num_rows, len(data),
         hashlib.sha256(data).hexdigest(), extent, types, times,
-        table.num_rows - valid_rows, platforms_of(table),
+        table.num_rows - valid_rows, platforms,
     )  # fmt: skip
 
 
