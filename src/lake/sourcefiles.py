@@ -5,10 +5,12 @@ opened with the reader its first bytes call for. Cube and table sources both use
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -17,7 +19,9 @@ from lake.errors import SourceError
 from lake.storage import is_local, redact
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
+
+    import xarray as xr
 
 NETCDF_FIX = "re-download the file, or remove it from the spec's `netcdf` list or glob"
 
@@ -195,3 +199,43 @@ def acdd_metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
     if providers:
         out["providers"] = providers
     return out
+
+
+@contextlib.contextmanager
+def netcdf_errors(url: str) -> Iterator[None]:
+    """Reading NetCDF ``url`` inside: a missing, unreadable or corrupt file becomes one
+    :class:`SourceError` naming it (lake errors pass through)."""
+    from lake.errors import LakeError
+
+    try:
+        yield
+    except LakeError:
+        raise
+    except FileNotFoundError:
+        raise SourceError(redact(url), "does not exist", "check the path or glob") from None
+    except ImportError as exc:
+        raise SourceError(
+            redact(url), f"needs a reader that is not installed ({exc})", "pip install marine-lake"
+        ) from None
+    except Exception as exc:
+        raise SourceError(
+            redact(url),
+            f"cannot be read as NetCDF, it may be truncated or corrupt "
+            f"({type(exc).__name__}: {redact(str(exc))})",
+            NETCDF_FIX,
+        ) from None
+
+
+def open_netcdf_dataset(
+    url: str, storage_options: Mapping[str, Any] | None, **open_kwargs: Any
+) -> xr.Dataset:
+    """A NetCDF file opened with xarray (``open_kwargs``), with the reader its first bytes
+    call for; what goes wrong is a :class:`SourceError` naming the file."""
+    import xarray as xr
+
+    with netcdf_errors(url):
+        engine, target = netcdf_engine_and_handle(url, dict(storage_options or {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=xr.SerializationWarning)
+            opened: xr.Dataset = xr.open_dataset(target, engine=engine, **open_kwargs)
+        return opened

@@ -27,7 +27,7 @@ from lake.cubes.coords import choose_time_axis, data_by_time_axis, normalise
 from lake.cubes.rawread import read_direct
 from lake.cubes.source import SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
-from lake.sourcefiles import NETCDF_FIX, list_sources, netcdf_engine_and_handle
+from lake.sourcefiles import NETCDF_FIX, list_sources, open_netcdf_dataset
 from lake.storage import is_local, redact
 
 if TYPE_CHECKING:
@@ -80,35 +80,10 @@ def time_axes_of(
 
 
 def _open_raw(url: str, storage_options: Mapping[str, Any] | None) -> xr.Dataset:
-    options = dict(storage_options or {})
-    try:
-        engine, target = netcdf_engine_and_handle(url, options)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=xr.SerializationWarning)
-            ds = xr.open_dataset(
-                target,
-                engine=engine,
-                mask_and_scale=False,
-                decode_times=True,
-                decode_timedelta=False,
-                create_default_indexes=False,  # halves the cost of opening a file
-            )
-    except SourceError:
-        raise
-    except FileNotFoundError:
-        raise SourceError(redact(url), "does not exist", "check the path or glob") from None
-    except ImportError as exc:
-        raise SourceError(
-            redact(url), f"needs a reader that is not installed ({exc})", "pip install marine-lake"
-        ) from None
-    except Exception as exc:
-        raise SourceError(
-            redact(url),
-            f"cannot be read as NetCDF, it may be truncated or corrupt "
-            f"({type(exc).__name__}: {redact(str(exc))})",
-            _NETCDF_FIX,
-        ) from None
-    return ds
+    return open_netcdf_dataset(
+        url, storage_options, mask_and_scale=False, decode_times=True, decode_timedelta=False,
+        create_default_indexes=False,  # halves the cost of opening a file
+    )  # fmt: skip
 
 
 def _float32_packed(var: xr.Variable) -> bool:

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from lake.errors import LakeError, SourceError
-from lake.sourcefiles import NETCDF_FIX, acdd_metadata, netcdf_engine_and_handle
+from lake.errors import LakeError
+from lake.sourcefiles import acdd_metadata, netcdf_errors, open_netcdf_dataset
 from lake.storage import redact
 from lake.tables.byfile import ByFileReader
 from lake.tables.dsg import read_dsg
@@ -24,43 +24,24 @@ def read_netcdf_rows(
     url: str, storage_options: dict[str, Any], rows: str = ""
 ) -> Iterator[pa.Table]:
     """The observations of one DSG file."""
-    import xarray as xr
-
-    shown = redact(url)
-    try:
-        engine, target = netcdf_engine_and_handle(url, storage_options)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = xr.open_dataset(target, engine=engine, decode_cf=False,
-                                 mask_and_scale=False, decode_times=False)  # fmt: skip
+    with warnings.catch_warnings(), netcdf_errors(url):
+        warnings.simplefilter("ignore")
+        ds = open_netcdf_dataset(url, storage_options, decode_cf=False, mask_and_scale=False,
+                                 decode_times=False)  # fmt: skip
         with ds:
-            table = read_dsg(ds.load(), shown)
-    except LakeError:
-        raise
-    except FileNotFoundError:
-        raise SourceError(shown, "does not exist", "check the path or glob") from None
-    except Exception as exc:
-        raise SourceError(
-            shown,
-            f"cannot be read as NetCDF, it may be truncated or corrupt "
-            f"({type(exc).__name__}: {redact(str(exc))})",
-            NETCDF_FIX,
-        ) from None
+            table = read_dsg(ds.load(), redact(url))
     yield table
 
 
 def netcdf_metadata(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-    """What the first file's ACDD attributes say for the catalogue (nothing, when the file
-    cannot be opened: its read then says why)."""
-    import xarray as xr
-
+    """What the file's ACDD attributes say for the catalogue (nothing, when the file cannot
+    be opened: its read then says why)."""
     try:
-        engine, target = netcdf_engine_and_handle(url, storage_options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with xr.open_dataset(target, engine=engine, decode_cf=False) as ds:
+            with open_netcdf_dataset(url, storage_options, decode_cf=False) as ds:
                 return acdd_metadata(dict(ds.attrs))
-    except Exception:  # the build's read of the file names what is wrong with it
+    except LakeError:
         return {}
 
 
