@@ -166,18 +166,17 @@ def _unknown_size(dataset: Dataset) -> None:
     """A table's size is known only once its source is described (on the cluster)."""
 
 
-def with_source_metadata(dataset: Dataset) -> list[Dataset]:
+def with_source_metadata(dataset: Dataset, reader: Any) -> Dataset:
     """The dataset with what its source says of itself (a NetCDF file's ACDD attributes, an
     archive's EML: title, description, licence, citation, keywords, providers) where the
     spec's ``metadata`` says nothing; each field kept only if it validates."""
     from lake.spec import Metadata
 
-    reader = table_reader(dataset)
     if not hasattr(reader, "source_metadata"):
-        return [dataset]
+        return dataset
     given = dataset.metadata.model_dump(exclude_unset=True, exclude_defaults=True)
     if {"title", "description", "license", "citation"} <= set(given):
-        return [dataset]  # the spec says it all: no file is opened
+        return dataset  # the spec says it all: no file is opened
     found = {k: v for k, v in reader.source_metadata().items() if k not in given}
     if "license" in given:  # a licence and its address come together
         found.pop("license_url", None)
@@ -194,8 +193,8 @@ def with_source_metadata(dataset: Dataset) -> list[Dataset]:
             continue
         merged.update(extra)
     if merged == given:
-        return [dataset]
-    return [dataset.model_copy(update={"metadata": Metadata.model_validate(merged)})]
+        return dataset
+    return dataset.model_copy(update={"metadata": Metadata.model_validate(merged)})
 
 
 def with_subtables(dataset: Dataset) -> list[Dataset]:
@@ -203,8 +202,8 @@ def with_subtables(dataset: Dataset) -> list[Dataset]:
     and the second tables its source holds: ``<id>/measurements`` for a Darwin Core
     archive's measurements or facts, written below the dataset's folder and described in
     its collection. A second table keeps the dataset's year and grid partitions."""
-    main = with_source_metadata(dataset)[0]
-    reader = table_reader(main)
+    reader = table_reader(dataset)  # one reader: the source is listed and described once
+    main = with_source_metadata(dataset, reader)
     names = reader.subtables() if hasattr(reader, "subtables") else []
     out = [main]
     for name in names:

@@ -16,6 +16,7 @@ listed only the best mode is read (D, then A, then R).
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import pyarrow as pa
 from lake.errors import SourceError
 from lake.sourcefiles import list_sources, listed
 from lake.storage import redact
-from lake.tables.source import SourcePlan
+from lake.tables.source import COUNTED, SourcePlan
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -84,7 +85,7 @@ class FileRows:
         counts: dict[bytes, int] = {}
         for table in tables:
             for key, value in (table.schema.metadata or {}).items():
-                if key.startswith(b"lake:count:"):
+                if key.startswith(COUNTED.encode()):
                     counts[key] = counts.get(key, 0) + int(value)
         try:
             table = pa.concat_tables(
@@ -159,17 +160,17 @@ class ByFileReader:
         """The second tables the files hold (a Darwin Core archive's measurements)."""
         return []
 
-    @staticmethod
-    def metadata_of(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-        """What one file says of its dataset for the catalogue (spec ``metadata`` fields)."""
+    def source_metadata(self) -> dict[str, Any]:
+        """What the first file says of the dataset (title, licence, ...) as spec
+        ``metadata`` fields, read before a build fills the spec's metadata where the spec
+        says nothing."""
         return {}
 
-    def source_metadata(self) -> dict[str, Any]:
-        """What the first file says of the dataset (title, licence, ...), read before a
-        build fills the spec's metadata where the spec says nothing."""
+    @functools.cached_property
+    def first_file(self) -> str | None:
+        """The first file listed, which describes the dataset (listed once per reader)."""
         found = list_sources(self.patterns, self.storage_options, key=self.kind)
-        first = next((url for url, info in found.items() if info is not None), None)
-        return type(self).metadata_of(first, self.storage_options) if first else {}
+        return next((url for url, info in found.items() if info is not None), None)
 
     @classmethod
     def from_spec(cls, dataset_id: str, table: TableSource) -> Any:

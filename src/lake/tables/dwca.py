@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import fsspec
@@ -31,11 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from lake.errors import LakeError, SourceError
-from lake.sourcefiles import list_sources
 from lake.storage import is_local, redact
 from lake.tables.byfile import ByFileReader
 from lake.tables.eml import eml_metadata
 from lake.tables.isodates import STAMP, parse_column
+from lake.tables.source import COUNTED
 
 if TYPE_CHECKING:
     from dwca.descriptors import DataFileDescriptor
@@ -282,8 +284,8 @@ def typed(table: pa.Table) -> pa.Table:
     table = table.append_column("time", start.cast(STAMP))
     table = table.append_column("time_end", end.cast(STAMP))
     return table.replace_schema_metadata({
-        b"lake:count:unparsed_dates": str(unparsed).encode(),
-        b"lake:count:unparsed_numbers": str(bad_numbers).encode(),
+        f"{COUNTED}unparsed_dates".encode(): str(unparsed).encode(),
+        f"{COUNTED}unparsed_numbers".encode(): str(bad_numbers).encode(),
     })  # fmt: skip
 
 
@@ -329,26 +331,52 @@ def _measurements(archive: DwCAReader, shown: str) -> Iterator[pa.Table]:
         yield typed(joined.drop_columns([LINK, *theirs]))
 
 
-def extension_types(url: str, storage_options: dict[str, Any]) -> list[str]:
-    """The row types of an archive's extensions, from its ``meta.xml`` alone (a remote
-    archive's zip directory and that one member are read, not the whole archive)."""
+@dataclass(frozen=True)
+class ArchiveHead:
+    """What an archive's ``meta.xml`` and EML say, read without unpacking its data files."""
+
+    extensions: list[str]
+    """The row types of its extensions."""
+    eml: Any = None
+    """Its EML document (an ElementTree element), or None."""
+
+
+def archive_head(url: str, storage_options: dict[str, Any]) -> ArchiveHead:
+    """The ``meta.xml`` and EML of an archive (of a remote zip, only its directory and these
+    two members are read); empty when they cannot be read (the build's read says why)."""
     import xml.etree.ElementTree as ET
     import zipfile
 
+    def parsed(data: bytes | None) -> Any:
+        try:
+            return ET.fromstring(data) if data else None
+        except ET.ParseError:
+            return None
+
+    def eml_name(meta: Any) -> str:
+        return str(meta.get("metadata") or "eml.xml") if meta is not None else "eml.xml"
+
     try:
         with fsspec.open(url, "rb", **storage_options) as handle, zipfile.ZipFile(handle) as zf:
-            meta = zf.read("meta.xml")
+            meta = parsed(zf.read("meta.xml"))
+            name = eml_name(meta)
+            eml = parsed(zf.read(name)) if name in zf.namelist() else None
     except (IsADirectoryError, zipfile.BadZipFile, KeyError, OSError):
+        folder = url.rstrip("/")
         try:
-            with fsspec.open(url.rstrip("/") + "/meta.xml", "rb", **storage_options) as handle:
-                meta = handle.read()
+            with fsspec.open(f"{folder}/meta.xml", "rb", **storage_options) as handle:
+                meta = parsed(handle.read())
         except OSError:
-            return []  # the build's read says what is wrong with the archive
-    try:
-        root = ET.fromstring(meta)
-    except ET.ParseError:
-        return []
-    return [str(e.get("rowType")) for e in root.iter() if e.tag.endswith("extension")]
+            return ArchiveHead([])
+        try:
+            with fsspec.open(f"{folder}/{eml_name(meta)}", "rb", **storage_options) as handle:
+                eml = parsed(handle.read())
+        except OSError:
+            eml = None
+    if meta is None:
+        return ArchiveHead([], eml)
+    types = [str(e.get("rowType")) for e in meta.iter() if e.tag.endswith("extension")]
+    return ArchiveHead(types, eml)
 
 
 def read_dwca_rows(url: str, storage_options: dict[str, Any], rows: str = "") -> Iterator[pa.Table]:
@@ -388,16 +416,6 @@ def read_dwca_rows(url: str, storage_options: dict[str, Any], rows: str = "") ->
         ) from None
 
 
-def dwca_metadata(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-    """What the archive's EML says (nothing, when the archive cannot be opened: its read
-    then says why)."""
-    try:
-        with _local(url, storage_options) as path, open_archive(path, redact(url)) as archive:
-            return eml_metadata(archive.metadata)
-    except Exception:
-        return {}
-
-
 class DwcaReader(ByFileReader):
     """Darwin Core archives (``table: {dwca: ...}``)."""
 
@@ -405,15 +423,17 @@ class DwcaReader(ByFileReader):
     title: ClassVar[str] = "Darwin Core archive"
     point: ClassVar[tuple[str, str]] = ("decimalLongitude", "decimalLatitude")
     read_file = staticmethod(read_dwca_rows)
-    metadata_of = staticmethod(dwca_metadata)
+
+    @functools.cached_property
+    def head(self) -> ArchiveHead:
+        """The first archive's ``meta.xml`` and EML (read once per reader)."""
+        first = self.first_file
+        return archive_head(first, self.storage_options) if first else ArchiveHead([])
+
+    def source_metadata(self) -> dict[str, Any]:
+        return eml_metadata(self.head.eml)
 
     def subtables(self) -> list[str]:
         """``measurements`` when the first archive has a (extended) measurement or fact
         extension: its rows become the collection's second table."""
-        found = list_sources(self.patterns, self.storage_options, key=self.kind)
-        first = next((url for url, info in found.items() if info is not None), None)
-        if first is None or not set(extension_types(first, self.storage_options)) & set(
-            MEASUREMENTS
-        ):
-            return []
-        return [MEASUREMENTS_TABLE]
+        return [MEASUREMENTS_TABLE] if set(self.head.extensions) & set(MEASUREMENTS) else []

@@ -51,4 +51,7 @@ class NetcdfTableReader(ByFileReader):
     kind: ClassVar[str] = "netcdf"
     title: ClassVar[str] = "NetCDF files (CF discrete sampling geometries)"
     read_file = staticmethod(read_netcdf_rows)
-    metadata_of = staticmethod(netcdf_metadata)
+
+    def source_metadata(self) -> dict[str, Any]:
+        first = self.first_file
+        return netcdf_metadata(first, self.storage_options) if first else {}

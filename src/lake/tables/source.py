@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from lake.spec import TableSource
 
 
+COUNTED = "lake:count:"
+"""Schema metadata of a source batch counting something its reader met (a file source's
+dates that did not parse), ``lake:count:<what>`` → a number; summed over a build."""
+
+
 class SourcePart(Protocol):
     """One unit of parallel reading: a value range, a ctid range, a file."""
 

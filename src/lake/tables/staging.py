@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from lake.tables.geometry import GTYPE, Geometries, build_geometry
 from lake.tables.hilbert import HILBERT, HIST_BINS, HIST_SHIFT, hilbert_index
 from lake.tables.partitions import partition_keys, shadowed_columns
+from lake.tables.source import COUNTED
 from lake.tables.types import convert_types
 
 if TYPE_CHECKING:
@@ -54,11 +55,6 @@ class PartResult:
     keys: pa.Table | None = None
     counts: dict[str, int] = field(default_factory=dict)
     """What the source counted while reading (``unparsed_dates``: see :data:`COUNTED`)."""
-
-
-COUNTED = "lake:count:"
-"""Schema metadata of a source batch counting something its reader met (a file source's
-dates that did not parse), ``lake:count:<what>`` → a number; summed over a build."""
 
 
 def _count(result: PartResult, batch: pa.RecordBatch) -> None:
