@@ -264,3 +264,20 @@ def test_licence_texts() -> None:
     assert licence_of("see https://marine.copernicus.eu/licence.") == {
         "license": "other", "license_url": "https://marine.copernicus.eu/licence"}  # fmt: skip
     assert licence_of("may be used without restriction") == {}
+
+
+def test_an_occurrence_takes_a_group_whole_from_its_event() -> None:
+    """Date terms are one group: an occurrence with none of them takes all of its event's
+    (not its event's eventDate beside its own empty year), one with any keeps its own."""
+    import pyarrow as pa
+
+    from lake.tables.dwca import LINK, _with_events
+
+    occurrences = pa.table({LINK: ["e1", "e1"], "occurrenceID": ["o1", "o2"],
+                            "eventDate": ["", "2021-03-04"], "year": ["", ""]})  # fmt: skip
+    events = pa.table({LINK: ["e1"], "eventDate": ["2020-06"], "year": ["2020"],
+                       "decimalLatitude": ["54.1"]})  # fmt: skip
+    joined = _with_events(occurrences, events).to_pydict()
+    assert joined["eventDate"] == ["2020-06", "2021-03-04"]
+    assert joined["year"] == ["2020", ""]
+    assert joined["decimalLatitude"] == ["54.1", "54.1"]

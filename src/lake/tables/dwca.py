@@ -248,19 +248,16 @@ def _with_events(occurrences: pa.Table, events: pa.Table) -> pa.Table:
     joined = occurrences.join(events, keys=LINK, join_type="left outer",
                               right_suffix="__event", use_threads=False)  # fmt: skip
     for group in INHERITED:
-        for name in group:
-            if f"{name}__event" not in joined.column_names:
-                continue
-            own = joined.column(name)
-            other = joined.column(f"{name}__event")
-            filled = [name_ for name_ in group if name_ in occurrences.column_names]
-            has_own = None
-            for member in filled:
-                test = pc.not_equal(joined.column(member), "")
-                has_own = test if has_own is None else pc.or_(has_own, test)
-            merged = pc.if_else(has_own, own, other) if has_own is not None else other
-            index = joined.column_names.index(name)
-            joined = joined.set_column(index, name, merged)
+        both = [n for n in group if f"{n}__event" in joined.column_names]
+        if not both:
+            continue
+        # Decided once per group, on the occurrence's own values: the group comes whole
+        # from the occurrence if it gives any of it, else whole from the event.
+        has_own = functools.reduce(pc.or_, [pc.not_equal(joined.column(n), "") for n in group
+                                            if n in occurrences.column_names])  # fmt: skip
+        for name in both:
+            merged = pc.if_else(has_own, joined.column(name), joined.column(f"{name}__event"))
+            joined = joined.set_column(joined.column_names.index(name), name, merged)
     drop = [n for n in joined.column_names if n.endswith("__event")]
     return joined.drop_columns(drop)
 
