@@ -16,6 +16,9 @@ from lake.spec import parse_spec
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from distributed import Client
+
+    import lake
     from lake.spec import Spec
 
 
@@ -33,6 +36,23 @@ def spec_for(root: str, netcdf: Any, tmp: Path, **cube: Any) -> Spec:
     if "storage_options" in cube:
         data["storage_options"] = cube["storage_options"]
     return parse_spec(data, "test-spec.yaml", tmp)
+
+
+def file_table_spec(tmp: Path, dataset: str, license: str, **table: Any) -> Spec:
+    """A spec of one table dataset read from files (``netcdf=...`` or ``dwca=...``),
+    built into ``tmp/lake``."""
+    data = {
+        "root": str(tmp / "lake"),
+        "datasets": [{"id": dataset, "table": table, "metadata": {"license": license}}],
+    }
+    return parse_spec(data, "test-spec.yaml", tmp)
+
+
+def build_on(client: Client, spec: Spec) -> lake.BuildReport:
+    """``lake.build`` on the test cluster, without a progress bar."""
+    import lake
+
+    return lake.build(spec, scheduler=client.scheduler.address, progress=False)
 
 
 def decoded_source(*paths: Any) -> xr.Dataset:

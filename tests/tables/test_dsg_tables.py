@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 
 import lake
-from helpers import SHARED
+from helpers import SHARED, build_on, file_table_spec
 from lake.errors import SourceError
 from lake.spec import parse_spec
 
@@ -38,16 +38,11 @@ REAL = {
 
 
 def _spec(tmp: Path, netcdf: Any, **table: Any) -> lake.Spec:
-    data = {
-        "root": str(tmp / "lake"),
-        "datasets": [{"id": "obs", "table": {"netcdf": netcdf, **table},
-                      "metadata": {"license": "CC0-1.0"}}],
-    }  # fmt: skip
-    return parse_spec(data, "test-spec.yaml", tmp)
+    return file_table_spec(tmp, "obs", "CC0-1.0", netcdf=netcdf, **table)
 
 
 def _build(spec: lake.Spec, client: Client) -> lake.BuildReport:
-    return lake.build(spec, scheduler=client.scheduler.address, progress=False)
+    return build_on(client, spec)
 
 
 def _rows(tmp: Path) -> gpd.GeoDataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import lake
-from helpers import SHARED
+from helpers import SHARED, build_on, file_table_spec
 from lake.errors import SourceError
 from lake.spec import parse_spec
 from lake.tables.isodates import parse
@@ -28,16 +28,11 @@ DWC = "http://rs.tdwg.org/dwc/terms/"
 
 
 def _spec(tmp: Path, dwca: Any, **table: Any) -> lake.Spec:
-    data = {
-        "root": str(tmp / "lake"),
-        "datasets": [{"id": "occ", "table": {"dwca": dwca, **table},
-                      "metadata": {"license": "CC-BY-4.0"}}],
-    }  # fmt: skip
-    return parse_spec(data, "test-spec.yaml", tmp)
+    return file_table_spec(tmp, "occ", "CC-BY-4.0", dwca=dwca, **table)
 
 
 def _build(spec: lake.Spec, client: Client) -> lake.BuildReport:
-    return lake.build(spec, scheduler=client.scheduler.address, progress=False)
+    return build_on(client, spec)
 
 
 def _rows(tmp: Path) -> gpd.GeoDataFrame:
