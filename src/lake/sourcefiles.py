@@ -202,9 +202,12 @@ def acdd_metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def netcdf_errors(url: str) -> Iterator[None]:
-    """Reading NetCDF ``url`` inside: a missing, unreadable or corrupt file becomes one
-    :class:`SourceError` naming it (lake errors pass through)."""
+def read_errors(
+    url: str, reads_as: str, fix: str, missing_fix: str = "check the path or glob"
+) -> Iterator[None]:
+    """Reading source file ``url`` (a ``reads_as``, such as ``NetCDF``) inside: a missing,
+    unreadable or corrupt file becomes one :class:`SourceError` naming it (lake errors
+    pass through)."""
     from lake.errors import LakeError
 
     try:
@@ -212,7 +215,7 @@ def netcdf_errors(url: str) -> Iterator[None]:
     except LakeError:
         raise
     except FileNotFoundError:
-        raise SourceError(redact(url), "does not exist", "check the path or glob") from None
+        raise SourceError(redact(url), "does not exist", missing_fix) from None
     except ImportError as exc:
         raise SourceError(
             redact(url), f"needs a reader that is not installed ({exc})", "pip install marine-lake"
@@ -220,10 +223,15 @@ def netcdf_errors(url: str) -> Iterator[None]:
     except Exception as exc:
         raise SourceError(
             redact(url),
-            f"cannot be read as NetCDF, it may be truncated or corrupt "
+            f"cannot be read as {reads_as}, it may be truncated or corrupt "
             f"({type(exc).__name__}: {redact(str(exc))})",
-            NETCDF_FIX,
+            fix,
         ) from None
+
+
+def netcdf_errors(url: str) -> contextlib.AbstractContextManager[None]:
+    """:func:`read_errors` of a NetCDF file."""
+    return read_errors(url, "NetCDF", NETCDF_FIX)
 
 
 def open_netcdf_dataset(

@@ -216,10 +216,10 @@ def _masked(var: _Var) -> np.ma.MaskedArray:
 
 
 def _pick(candidates: list[_Var], rows: _Rows, prefer: Any) -> _Var | None:
+    """Of the candidates along the observations, the one of most dimensions, then the
+    preferred, then the first in the file (``max`` keeps the first of equals)."""
     fitting = [v for v in candidates if rows.fits(v)]
-    if not fitting:
-        return None
-    return max(fitting, key=lambda v: (len(v.dims), prefer(v), -list(candidates).index(v)))
+    return max(fitting, key=lambda v: (len(v.dims), prefer(v))) if fitting else None
 
 
 def _observation_dims(variables: dict[str, _Var], label: str) -> tuple[str, ...]:

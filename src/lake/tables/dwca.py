@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from lake.errors import LakeError, SourceError
+from lake.errors import SourceError
+from lake.sourcefiles import read_errors
 from lake.storage import is_local, redact
 from lake.tables.byfile import ByFileReader
 from lake.tables.eml import eml_metadata
@@ -380,37 +381,30 @@ def read_dwca_rows(url: str, storage_options: dict[str, Any], rows: str = "") ->
     """The rows of one archive, in blocks: its occurrences (or events), or with ``rows``
     ``measurements``, its measurements or facts."""
     shown = redact(url)
-    try:
-        with _local(url, storage_options) as path, open_archive(path, shown) as archive:
-            if rows == MEASUREMENTS_TABLE:
-                yield from _measurements(archive, shown)
-                return
-            core = archive.descriptor.core
-            extension = next((e for e in archive.descriptor.extensions
-                              if e.type == OCCURRENCE), None)  # fmt: skip
-            if core.type == EVENT and extension is not None:
-                blocks = list(read_data_file(archive, core, shown))
-                events = _named_id(pa.concat_tables(blocks), "eventID", keep=True) if blocks \
-                    else None  # fmt: skip
-                if events is not None:
-                    events = _resolve_events(events)
-                for block in read_data_file(archive, extension, shown):
-                    joined = _with_events(block, events) if events is not None else block
-                    yield typed(joined.drop_columns([LINK]))
-                return
-            own = "eventID" if core.type == EVENT else "occurrenceID"
-            for block in read_data_file(archive, core, shown):
-                yield typed(_named_id(block, own))
-    except LakeError:
-        raise
-    except FileNotFoundError:
-        raise SourceError(shown, "does not exist", "check the `dwca` path or URL") from None
-    except Exception as exc:
-        raise SourceError(
-            shown,
-            f"cannot be read as a Darwin Core archive ({type(exc).__name__}: {redact(str(exc))})",
-            ARCHIVE_FIX,
-        ) from None
+    with (
+        read_errors(url, "a Darwin Core archive", ARCHIVE_FIX, "check the `dwca` path or URL"),
+        _local(url, storage_options) as path,
+        open_archive(path, shown) as archive,
+    ):
+        if rows == MEASUREMENTS_TABLE:
+            yield from _measurements(archive, shown)
+            return
+        core = archive.descriptor.core
+        extension = next((e for e in archive.descriptor.extensions
+                          if e.type == OCCURRENCE), None)  # fmt: skip
+        if core.type == EVENT and extension is not None:
+            blocks = list(read_data_file(archive, core, shown))
+            events = _named_id(pa.concat_tables(blocks), "eventID", keep=True) if blocks \
+                else None  # fmt: skip
+            if events is not None:
+                events = _resolve_events(events)
+            for block in read_data_file(archive, extension, shown):
+                joined = _with_events(block, events) if events is not None else block
+                yield typed(joined.drop_columns([LINK]))
+            return
+        own = "eventID" if core.type == EVENT else "occurrenceID"
+        for block in read_data_file(archive, core, shown):
+            yield typed(_named_id(block, own))
 
 
 class DwcaReader(ByFileReader):
