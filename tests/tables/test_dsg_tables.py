@@ -201,6 +201,13 @@ def test_packed_values_are_decoded_and_points_kept(tmp_path: Path, client: Clien
     assert np.isnan(rows["sst"].tolist()[2])
     assert rows.geometry.isna().sum() == 1 and report.datasets[0].detail.invalid == 1
 
+    # `geometry: {invalid: drop}`: the row without a valid position is dropped, and counted.
+    other = tmp_path / "dropping"
+    other.mkdir()
+    dropped = _build(_spec(other, str(tmp_path / "points.nc"), geometry={"invalid": "drop"}),
+                     client)  # fmt: skip
+    assert len(_rows(other)) == 3 and dropped.datasets[0].detail.dropped == 1
+
 
 def _bad(tmp: Path, client: Client, path: Path, match: str) -> SourceError:
     with pytest.raises(SourceError, match=match) as info:
