@@ -10,6 +10,9 @@ The public API (see ``README.md``)::
     lake.verify(spec.root).ok                # every asset re-read against its records
     lake.validate(spec.root).problems        # the catalogue against the official schemas
     lake.ls(spec.root)                       # datasets, sizes, extents
+    lake.open_cube(url, "ibi", bbox=(-10, 40, 0, 50), time="2024-01")   # lazy, no server
+    lake.open_table(url, "occurrences", bbox=(-5, 50, 5, 56))          # a pyarrow dataset
+    lake.subset(url, "ibi", "cut.nc", bbox=(-10, 40, 0, 50))            # one file
 
 The package's houses (a test checks how they may import each other):
 
@@ -19,6 +22,7 @@ The package's houses (a test checks how they may import each other):
   GeoParquet. Neither imports the other, the catalogue or the wiring.
 * ``lake.stac``: describes what the two wrote, as a static STAC catalogue; verifies it.
 * ``lake.flows``: wires them into Dask graphs. ``lake.api`` and ``lake.cli`` sit on top.
+* ``lake.read``: reads a published lake (any URL) cut to a request; builds nothing.
 
 Names are imported on first use, so that ``import lake`` stays light (the build starts its
 worker processes before the heavy imports).
@@ -41,6 +45,9 @@ if TYPE_CHECKING:
         verify,
     )
     from lake.errors import ExitCode, LakeError, SourceError, SpecError, TargetError
+    from lake.read.cube import open_cube
+    from lake.read.subset import subset
+    from lake.read.table import open_table
     from lake.report import DatasetReport, Problem, Report
     from lake.spec import Spec
     from lake.storage import Root
@@ -54,6 +61,9 @@ _EXPORTS = {
     "validate": "lake.api",
     "ls": "lake.api",
     "load_spec": "lake.api",
+    "open_cube": "lake.read.cube",
+    "open_table": "lake.read.table",
+    "subset": "lake.read.subset",
     "BuildReport": "lake.api",
     "DatasetPlan": "lake.api",
     "DatasetReport": "lake.report",
@@ -71,7 +81,8 @@ _EXPORTS = {
 __all__ = [
     "BuildReport", "DatasetPlan", "DatasetReport", "ExitCode", "LakeError", "Problem",
     "Report", "Root", "SourceError", "Spec", "SpecError", "TargetError", "__version__",
-    "build", "load_spec", "ls", "plan", "validate", "verify",
+    "build", "load_spec", "ls", "open_cube", "open_table", "plan", "subset", "validate",
+    "verify",
 ]  # fmt: skip
 
 

@@ -100,6 +100,8 @@ class ManifestDocument(_Document):
     source: dict[str, Any] = Field(default_factory=dict)
     partitioning: list[str] = Field(default_factory=list)
     geometry_column: str = "geometry"
+    time_column: str | None = None
+    """The column that dates a row (absent in manifests from before it was kept)."""
     key: list[str] = Field(default_factory=list)
     watermark: WatermarkEntry | None = None
     rows: int = 0
@@ -118,6 +120,7 @@ class Manifest:
     partitioning: list[str] = field(default_factory=list)
     geometry_column: str = "geometry"
     source: dict[str, Any] = field(default_factory=dict)
+    time_column: str | None = None
     updated: str = ""
     version: str = ""
     """A new random id at every commit (empty in manifests from before it was kept)."""
@@ -138,6 +141,7 @@ class Manifest:
             source=self.source,
             partitioning=self.partitioning,
             geometry_column=self.geometry_column,
+            time_column=self.time_column,
             key=self.key,
             watermark=mark,
             rows=self.rows,
@@ -161,6 +165,7 @@ class Manifest:
             partitioning=list(doc.partitioning),
             geometry_column=doc.geometry_column,
             source=dict(doc.source),
+            time_column=doc.time_column,
             updated=doc.updated,
             version=doc.version,
         )

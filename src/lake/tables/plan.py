@@ -244,4 +244,5 @@ def next_manifest(
         partitioning=list(spec.partition_by),
         geometry_column=job.geometry_column,
         source=dict(source.record),
+        time_column=job.time_column,
     )
