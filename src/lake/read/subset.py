@@ -32,6 +32,10 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
 @dataclass(frozen=True)
 class SubsetPlan:
     """What a subset reads, before it reads it."""
@@ -71,7 +75,7 @@ def _format(output: str, kind: str) -> str:
 
 def _cube_plan(selection: cubes.CubeSelection, output: str, suffix: str) -> SubsetPlan:
     cost = selection.cost
-    others = [f"  {c.layout}: {c.chunks:,} chunks, {_mb(c.bytes)}" for c in selection.costs]
+    others = [f"  {c.layout}: {_count(c.chunks, 'chunk')}, {_mb(c.bytes)}" for c in selection.costs]
     details = ["per layout (inner chunks the request touches, uncompressed bytes):", *others]
     shape = " × ".join(f"{d} {n}" for d, n in selection.sizes.items())
     details.append(f"selects {shape or 'one cell'} of {', '.join(selection.variables)}")
@@ -79,15 +83,15 @@ def _cube_plan(selection: cubes.CubeSelection, output: str, suffix: str) -> Subs
         details.append(
             "nearest cell: " + ", ".join(f"{k} {v:g}" for k, v in selection.cell.items())
         )
-    reads = f"{cost.layout}.zarr: {cost.chunks:,} chunks, {_mb(cost.bytes)} uncompressed"
+    reads = f"{cost.layout}.zarr: {_count(cost.chunks, 'chunk')}, {_mb(cost.bytes)} uncompressed"
     return SubsetPlan(selection.dataset.id, "cube", output, CUBE_FORMATS[suffix], reads,
                       details, selection)  # fmt: skip
 
 
 def _table_plan(selection: tables.TableSelection, output: str, suffix: str) -> SubsetPlan:
     groups, nbytes = tables.row_groups(selection) if selection.files else (0, 0)
-    reads = (f"{len(selection.files):,} of {selection.listed:,} files, {groups:,} row groups, "
-             f"{_mb(nbytes)}")  # fmt: skip
+    reads = (f"{len(selection.files):,} of {_count(selection.listed, 'file')}, "
+             f"{_count(groups, 'row group')}, {_mb(nbytes)}")  # fmt: skip
     details = [f"rows in those files: {selection.rows:,} (the request keeps those inside it)"]
     return SubsetPlan(selection.dataset.id, "table", output, TABLE_FORMATS[suffix], reads,
                       details, selection)  # fmt: skip
