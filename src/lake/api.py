@@ -319,10 +319,11 @@ def validate(
     from lake.report import Report
     from lake.stac.validate import Schemas, validate_lake
 
-    count, problems = validate_lake(
-        _root(root, storage_options), Schemas(Path(schemas) if schemas else None)
-    )
-    return Report(objects=count, problems=list(problems))
+    loaded = Schemas(Path(schemas) if schemas else None)
+    count, problems = validate_lake(_root(root, storage_options), loaded)
+    notes = [f"not checked: the fields of {url}, a schema {schemas}/index.json does not hold"
+             for url in sorted(loaded.unchecked)]  # fmt: skip
+    return Report(objects=count, problems=list(problems), notes=notes)
 
 
 def ls(root: Root | str, storage_options: dict[str, Any] | None = None) -> list[DatasetListing]:

@@ -185,6 +185,8 @@ def validate(
         report = lake.api.validate(_lake_root(root, endpoint_url), schemas)
     except LakeError as exc:
         _fail(exc)
+    for note in report.notes:
+        out.print(f"note: {escape(note)}", highlight=False)
     _exit_on_problems(report, f"{report.objects} documents and files")
     out.print(f"{report.objects} documents and files valid", highlight=False)
 

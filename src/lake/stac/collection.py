@@ -83,7 +83,7 @@ def collection_document(spec: Spec, dataset: Dataset, d: Description, has_thumbn
         "processing:lineage": f"Converted from {source} to {written} by marine-lake.",
         "processing:software": _software(),
     })  # fmt: skip
-    assets = dict(d.assets)
+    assets = {name: _absolute_zarr(spec, asset, dataset.id) for name, asset in d.assets.items()}
     if has_mirror:
         assets["items"] = {
             "href": "./items.parquet", "type": MEDIA_PARQUET, "roles": ["collection-mirror"],
@@ -114,6 +114,16 @@ def collection_document(spec: Spec, dataset: Dataset, d: Description, has_thumbn
     }
 
 
+def _absolute_zarr(spec: Spec, asset: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """A Zarr asset with its href under ``public_url`` when the spec sets one: xpystac and
+    intake open ``asset.href`` as it is, so a relative one fails outside the lake's folder.
+    (Table files stay relative: the catalogue tells which files it points at by them.)"""
+    if not spec.public_url or "zarr:zarr_format" not in asset:
+        return asset
+    name = str(asset["href"]).rsplit("/", 1)[-1]
+    return {**asset, "href": public_url(spec, dataset, name)}
+
+
 def item_with_links(item: dict[str, Any], spec: Spec, dataset: str) -> dict[str, Any]:
     links = [
         {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
@@ -123,6 +133,8 @@ def item_with_links(item: dict[str, Any], spec: Spec, dataset: str) -> dict[str,
     self_url = public_url(spec, dataset, "items", f"{item['id']}.json")
     if self_url:
         links.append({"rel": "self", "href": self_url, "type": "application/geo+json"})
+        assets = {k: _absolute_zarr(spec, a, dataset) for k, a in item.get("assets", {}).items()}
+        return {**item, "assets": assets, "links": links}
     return {**item, "links": links}
 
 

@@ -29,8 +29,13 @@ EXT = {
     "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
     "projection": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "zarr": "https://stac-extensions.github.io/zarr/v1.1.0/schema.json",
+    "xarray": "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json",
 }
-MEDIA_ZARR = "application/vnd.zarr; version=3"
+MEDIA_ZARR = "application/vnd.zarr"
+"""The Zarr media type as clients match it (xpystac, intake-stac); ``zarr:zarr_format``
+gives the version."""
+XARRAY_OPEN = {"engine": "zarr", "consolidated": True, "zarr_format": 3, "chunks": {}}
+"""``xarray:open_kwargs`` of every Zarr asset: lazy, from the consolidated metadata."""
 MEDIA_PARQUET = "application/vnd.apache.parquet"
 SAMPLE_FILES = 32
 """A table's thumbnail reads the bbox columns of at most this many files (spread over all)."""

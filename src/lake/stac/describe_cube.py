@@ -17,6 +17,7 @@ from lake.stac.describe import (
     EXT,
     MEDIA_ZARR,
     STAC_VERSION,
+    XARRAY_OPEN,
     Description,
     geometry_of,
     iso,
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from lake.spec import Dataset
     from lake.stac.thumbnails import Picture
     from lake.storage import Root
+
+
+COLLECTION_ONLY = ("cube:variables", "xarray:open_kwargs")
+"""Fields of a collection's Zarr asset that its item's asset leaves out."""
 
 
 def _open_layout(root: Root, dataset: str, layout: str) -> xr.Dataset | None:
@@ -215,6 +220,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             "zarr:consolidated": True,
             "zarr:node_type": "group",
             "zarr:zarr_format": 3,
+            "xarray:open_kwargs": dict(XARRAY_OPEN),
             "cube:variables": _variables(ds, _stored(root, dataset.id, name)),
         }  # fmt: skip
     variables = _variables(first, _stored(root, dataset.id, next(iter(opened))))
@@ -240,6 +246,8 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
         yield {
             "type": "Feature",
             "stac_version": STAC_VERSION,
+            # Not xarray-assets: its v1.0.0 item schema requires a template's placeholder
+            # field (`template:new_field`), so no item declaring it validates.
             "stac_extensions": [EXT["datacube"], EXT["zarr"]],
             "id": dataset.id,
             "geometry": geometry_of(bbox),
@@ -251,7 +259,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
             },
             "assets": {
                 name: {
-                    **{k: v for k, v in asset.items() if k != "cube:variables"},
+                    **{k: v for k, v in asset.items() if k not in COLLECTION_ONLY},
                     "href": f"../{name}.zarr",
                 }
                 for name, asset in assets.items()
@@ -265,6 +273,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
         return cube_thumbnail(opened.get("maps", first))
 
     return Description(
-        dataset.id, "cube", [EXT["datacube"], EXT["zarr"]], bbox, interval, assets,
+        dataset.id, "cube", [EXT["datacube"], EXT["zarr"], EXT["xarray"]], bbox, interval,
+        assets,
         fields, summaries, items, thumbnail,
     )  # fmt: skip
