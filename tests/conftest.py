@@ -19,6 +19,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from helpers import SHARED
 
+pytest_plugins = ("catalogue_lake",)  # the `lake` fixture of the catalogue tests
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

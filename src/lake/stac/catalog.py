@@ -7,6 +7,7 @@ Layout::
     <dataset>/items/<item>.json
     <dataset>/items.parquet          stac-geoparquet mirror of the items with a geometry
     <dataset>/thumbnail.png
+    <dataset>/iso19139.xml, dcat.jsonld, datacite.json   metadata for portals (rel describedby)
     <dataset>/.stac-digests.jsonl    sha256 of each item document, to rewrite only changes
     .stac-documents.json             sha256 of catalog.json and each collection.json
 
@@ -40,6 +41,7 @@ from lake.stac.collection import (
     public_url,
 )
 from lake.stac.describe import STAC_VERSION, describe
+from lake.stac.fair import write_fair
 from lake.stac.mirror import write_mirror
 from lake.stac.thumbnails import published_key
 
@@ -231,6 +233,8 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             digests.write(root, dataset.id, entries, d.version)
         path = f"{dataset.id}/collection.json"
         collection = collection_document(spec, dataset, d, picture is not None, has_mirror)
+        # The portals' documents first: the collection links them.
+        result.documents.update(write_fair(root, spec, dataset, collection))
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
         result.documents[path] = digest
         result.collections += 1

@@ -14,6 +14,7 @@ import orjson
 from lake.registry import source_title
 from lake.stac import digests
 from lake.stac.describe import EXT, MEDIA_PARQUET, STAC_VERSION, Description
+from lake.stac.fair import describedby_links
 
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
@@ -72,6 +73,7 @@ def collection_document(spec: Spec, dataset: Dataset, d: Description, has_thumbn
         if EXT["scientific"] not in extensions:
             extensions.append(EXT["scientific"])
         fields["sci:citation"] = meta.citation
+    links.extend(describedby_links())
     links.append(ITEM_LINKS)  # type: ignore[arg-type]
     providers = [p.model_dump(exclude_none=True) for p in meta.providers]
     source = source_title(dataset)

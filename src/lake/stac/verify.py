@@ -63,6 +63,10 @@ def verify_lake(root: Root) -> Report:
             report.add(f"{folder}/{digests.DIGESTS}", f"cannot be read ({error})")
             items = {}
         for item_link in collection.get("links", []):
+            if item_link.get("rel") == "describedby" and "://" not in item_link["href"]:
+                report.objects += 1
+                described = f"{folder}/{item_link['href'].removeprefix('./')}"
+                _check_digest(root, described, documents.get(described), report)
             if item_link.get("rel") == "item":
                 href = item_link["href"]
                 item_id = href.rsplit("/", 1)[-1].removesuffix(".json")
