@@ -75,6 +75,8 @@ def test_catalogue_is_valid_and_walkable(lake: Path, client: Client) -> None:
     assert assets["maps"].extra_fields["zarr:zarr_format"] == 3
     assert assets["maps"].extra_fields["xarray:open_kwargs"]["engine"] == "zarr"
     assert assets["thumbnail"].roles == ["thumbnail"]
+    assert assets["overview"].roles == ["overview"] and assets["overview"].media_type == "image/png"
+    assert collections["occ"].assets["overview"].roles == ["overview"]
     assert (lake / "sst" / "thumbnail.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert assets["items"].roles == ["collection-mirror"]
     # The mirror's `geo` metadata says what its rows hold: the items' bbox polygons, in

@@ -188,7 +188,8 @@ def test_a_table_without_files_has_a_valid_collection(tmp_path: Path) -> None:
     result = write_catalogue(Root(str(root)), _spec(root))
     assert result.items == 0
     collection = json.loads((root / "occ" / "collection.json").read_text())
-    assert [link["rel"] for link in collection["links"]] == ["root", "parent", "license"]
+    rels = ["root", "parent", "license", *["describedby"] * 3]  # no item link
+    assert [link["rel"] for link in collection["links"]] == rels
     assert not (root / "occ" / "items.parquet").exists()
 
 

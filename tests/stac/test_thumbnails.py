@@ -98,3 +98,59 @@ def test_series_key_of_model_calendar_dates_is_by_value() -> None:
     first, second = cube_thumbnail(station()), cube_thumbnail(station())
     assert first is not None and second is not None
     assert first.key == second.key
+
+
+def _rgba(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "RGBA"
+        return np.asarray(image)
+
+
+def test_overview_pixels_tile_the_bbox_north_up_and_land_is_transparent() -> None:
+    """The overview has no axes or margins: one pixel per cell, the north-west cell in the
+    top-left pixel, land transparent; its key is the thumbnail's."""
+    lat = np.arange(40.0, 50.5, 1.0)  # 11 rows, south to north
+    lon = np.arange(-10.0, 0.5, 1.0)  # 11 columns
+    values = np.tile(lat[:, None], (1, lon.size)) * 1.0  # brighter to the north
+    values[0, -1] = np.nan  # land in the south-east corner
+    coords = {"latitude": ("latitude", lat, {"units": "degrees_north"}),
+              "longitude": ("longitude", lon, {"units": "degrees_east"})}  # fmt: skip
+    field = xr.DataArray(values, dims=("latitude", "longitude"), coords=coords)
+    bbox = [-10.0, 40.0, 0.0, 50.0]
+    picture = cube_thumbnail(xr.Dataset({"sst": field}), bbox)
+    assert picture is not None and picture.overview is not None
+    data = picture.overview()
+    rgba = _rgba(data)
+    assert rgba.shape == (11, 11, 4)
+    assert rgba[-1, -1, 3] == 0 and (rgba[..., 3] == 255).sum() == 120  # only the land
+    # viridis: the north (high values) is yellow, the south dark.
+    assert rgba[0, 0, :3].astype(int).sum() > rgba[-1, 0, :3].astype(int).sum()
+    assert (rgba[0] == rgba[0, 0]).all()  # one row per latitude
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.text["lake-thumbnail"] == picture.key
+
+
+def test_overview_of_a_grid_across_the_antimeridian_and_a_curvilinear_grid() -> None:
+    from lake.stac.overview import binned
+
+    lon = np.array([170.0, 175.0, 180.0, -175.0, -170.0])
+    lat = np.array([-1.0, 1.0])
+    values = np.tile(np.arange(5.0), (2, 1))
+    grid = binned(values, lon, lat, [170.0, -1.0, -170.0, 1.0])
+    assert grid is not None and grid.shape == (2, 5)
+    assert grid[0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]  # west to east across 180°
+    lon2, lat2 = np.meshgrid(np.linspace(-5, 5, 6), np.linspace(0, 10, 4))
+    curvilinear = binned(lat2, lon2 + 0.1 * lat2, lat2, [-5.0, 0.0, 6.0, 10.0])
+    assert curvilinear is not None and np.nanmax(curvilinear[0]) == 10.0  # north at the top
+
+
+def test_station_series_has_no_overview() -> None:
+    times = pd.date_range("2024-01-01", periods=50, freq="h")
+    ds = xr.Dataset({"TEMP": (("time",), np.linspace(10, 12, 50), {"units": "degC"})},
+                    coords={"time": times})  # fmt: skip
+    picture = cube_thumbnail(ds, [7.9, 43.8, 7.9, 43.8])
+    assert picture is not None and picture.overview is None

@@ -6,7 +6,7 @@ Layout::
     <dataset>/collection.json
     <dataset>/items/<item>.json
     <dataset>/items.parquet          stac-geoparquet mirror of the items with a geometry
-    <dataset>/thumbnail.png
+    <dataset>/thumbnail.png, overview.png   labelled preview; georeferenced over the bbox
     <dataset>/iso19139.xml, dcat.jsonld, datacite.json   metadata for portals (rel describedby)
     <dataset>/.stac-digests.jsonl    sha256 of each item document, to rewrite only changes
     .stac-documents.json             sha256 of catalog.json and each collection.json
@@ -226,13 +226,22 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
         thumbnail = root.path(dataset.id, "thumbnail.png")
         if picture is not None and published_key(root, thumbnail) != picture.key:
             root.put(thumbnail, picture.draw())
+        overview = root.path(dataset.id, "overview.png")
+        has_overview = picture is not None and picture.overview is not None
+        if (
+            picture is not None
+            and picture.overview is not None
+            and published_key(root, overview) != picture.key
+        ):
+            root.put(overview, picture.overview())
         if spool.writes or spool.removals or stale:
             # Items to remove keep their digests until the collection no longer links them.
             # Every item document is now written from this manifest version.
             entries = _merge(spool.entries("new"), spool.entries("removing"))
             digests.write(root, dataset.id, entries, d.version)
         path = f"{dataset.id}/collection.json"
-        collection = collection_document(spec, dataset, d, picture is not None, has_mirror)
+        collection = collection_document(spec, dataset, d, picture is not None, has_mirror,
+                                         has_overview)  # fmt: skip
         # The portals' documents first: the collection links them.
         result.documents.update(write_fair(root, spec, dataset, collection))
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)

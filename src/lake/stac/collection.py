@@ -45,7 +45,7 @@ def public_url(spec: Spec, *parts: str) -> str | None:
 
 
 def collection_document(spec: Spec, dataset: Dataset, d: Description, has_thumbnail: bool,
-                has_mirror: bool) -> dict[str, Any]:  # fmt: skip
+                has_mirror: bool, has_overview: bool = False) -> dict[str, Any]:  # fmt: skip
     """The collection document, with `ITEM_LINKS` standing last in its links for the
     item links (streamed in by `_write_collection_document`)."""
     meta = dataset.metadata
@@ -94,6 +94,11 @@ def collection_document(spec: Spec, dataset: Dataset, d: Description, has_thumbn
     if has_thumbnail:
         assets["thumbnail"] = {"href": "./thumbnail.png", "type": "image/png",
                                "roles": ["thumbnail"], "title": "Preview"}  # fmt: skip
+    if has_overview:
+        assets["overview"] = {
+            "href": "./overview.png", "type": "image/png", "roles": ["overview"],
+            "title": "Overview: its pixels span the collection's bbox, for map overlays",
+        }  # fmt: skip
     return {
         "type": "Collection",
         "stac_version": STAC_VERSION,

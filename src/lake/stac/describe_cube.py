@@ -270,7 +270,7 @@ def describe_cube(root: Root, dataset: Dataset) -> Description | None:
     def thumbnail() -> Picture | None:
         from lake.stac.thumbnails import cube_thumbnail
 
-        return cube_thumbnail(opened.get("maps", first))
+        return cube_thumbnail(opened.get("maps", first), bbox)
 
     return Description(
         dataset.id, "cube", [EXT["datacube"], EXT["zarr"], EXT["xarray"]], bbox, interval,

@@ -263,7 +263,9 @@ def describe_table(root: Root, dataset: Dataset) -> Description | None:
         from lake.stac.thumbnails import table_thumbnail
 
         step = max(1, -(-len(overview.sample) // SAMPLE_FILES))
-        return table_thumbnail(root, dataset.id, overview.sample[::step], manifest.rows)
+        # An overview over the bbox in degrees: of tables in longitude/latitude only.
+        return table_thumbnail(root, dataset.id, overview.sample[::step], manifest.rows,
+                               None if srid else bbox)  # fmt: skip
 
     return Description(
         dataset.id, "table", extensions, bbox, interval, assets, fields, summaries, items,

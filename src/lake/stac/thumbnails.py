@@ -1,4 +1,6 @@
-"""Collection thumbnails: a cube's last time step with a colour bar; a table's point density.
+"""Collection pictures: the thumbnail (a cube's last time step with a colour bar; a
+table's point density, log scale), and the georeferenced overview of the same field
+(:mod:`lake.stac.overview`) for map overlays.
 
 Each thumbnail is a :class:`Picture`: the sha256 of what it shows (values, coordinates,
 labels), and a function that draws it. The key is stored in the PNG itself (a text chunk),
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 KEY = "lake-thumbnail"
 """The PNG text chunk holding a thumbnail's :attr:`Picture.key`."""
-STYLE = "1"
+STYLE = "2"
 """Part of every key: change it when the drawing changes, so thumbnails are redrawn."""
 
 
@@ -40,6 +42,8 @@ class Picture:
     key: str
     draw: Callable[[], bytes]
     """Draws the PNG, with :attr:`key` in its text chunk :data:`KEY`."""
+    overview: Callable[[], bytes] | None = None
+    """Draws the georeferenced overview (same key), or None (a station: no map)."""
 
 
 def _key(*parts: Any) -> str:
@@ -145,9 +149,17 @@ def _draw_series(key: str, times: Any, series: Any, label: str, title: str) -> b
     return _png(fig, key)
 
 
-def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
+def _cube_overview(key: str, values: Any, lon: Any, lat: Any, bbox: list[float]) -> bytes:
+    from lake.stac.overview import binned, png
+
+    grid = binned(values, np.asarray(lon), np.asarray(lat), bbox)
+    assert grid is not None
+    return png(grid, KEY, key)
+
+
+def cube_thumbnail(ds: xr.Dataset, bbox: list[float] | None = None) -> Picture | None:
     """A map of the last time step (first depth) of the first gridded variable (of a
-    static layer: its first level)."""
+    static layer: its first level), and its overview over ``bbox``."""
     static = "time" not in ds.dims
     for name, var in ds.data_vars.items():
         axes = map_axes(ds, var) if "time" in var.dims or static else None
@@ -165,8 +177,12 @@ def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
                 last = real_dates(ds["time"].values[-1:])[0]
                 title = f"{name}, {np.datetime_as_string(last, unit='D')}"
             units = str(var.attrs.get("units", ""))
-            key = _key("map", values, lon, lat, title, units)
-            return Picture(key, functools.partial(_draw_map, key, lon, lat, values, title, units))
+            key = _key("map", values, lon, lat, title, units, bbox)
+            overview = None
+            if bbox is not None and bbox[0] != bbox[2] and bbox[1] != bbox[3]:
+                overview = functools.partial(_cube_overview, key, values, lon, lat, bbox)
+            draw = functools.partial(_draw_map, key, lon, lat, values, title, units)
+            return Picture(key, draw, overview)
     for name, var in ds.data_vars.items():
         # A station: the series of the first variable at its first depth.
         if "time" in var.dims and var.dtype.kind == "f" and not str(name).endswith("_QC"):
@@ -179,10 +195,11 @@ def cube_thumbnail(ds: xr.Dataset) -> Picture | None:
     return None
 
 
-def table_thumbnail(root: Root, dataset: str, files: list[TableFile], rows: int
-                    ) -> Picture | None:  # fmt: skip
-    """A point-density map from the bbox centres of ``files`` (a spread of the table's
-    files with a bbox)."""
+def table_thumbnail(root: Root, dataset: str, files: list[TableFile], rows: int,
+                    bbox: list[float] | None = None) -> Picture | None:  # fmt: skip
+    """A point-density map from the bbox corners of ``files`` (a spread of the table's
+    files with a bbox), on a log scale in colours that stand out on white, and its
+    overview over ``bbox`` (rows per pixel)."""
     import pyarrow.parquet as pq
 
     if not files:
@@ -192,24 +209,39 @@ def table_thumbnail(root: Root, dataset: str, files: list[TableFile], rows: int
     fs = root.fs()
     for info in files:
         with fs.open(root.path(dataset, info.path), "rb") as handle:
-            bbox = pq.read_table(handle, columns=["bbox"]).column("bbox").combine_chunks()
-        valid = np.asarray(bbox.is_valid().to_numpy(zero_copy_only=False))
+            boxes = pq.read_table(handle, columns=["bbox"]).column("bbox").combine_chunks()
+        valid = np.asarray(boxes.is_valid().to_numpy(zero_copy_only=False))
         for name, out in (("xmin", xs), ("ymin", ys)):
-            values = np.asarray(bbox.field(name).fill_null(0.0).to_numpy(zero_copy_only=False))
+            values = np.asarray(boxes.field(name).fill_null(0.0).to_numpy(zero_copy_only=False))
             out.append(values[valid])
     x, y = np.concatenate(xs), np.concatenate(ys)
     if not len(x):
         return None
-    counts, xedges, yedges = np.histogram2d(x, y, bins=(120, 90))
+    # Cells a few pixels wide: a sparse table still shows at a glance.
+    counts, xedges, yedges = np.histogram2d(x, y, bins=(64, 48))
     title = f"{dataset}: {rows:,} rows"
-    key = _key("density", counts, xedges, yedges, title)
+    key = _key("density", counts, xedges, yedges, title, bbox)
 
     def draw() -> bytes:
+        from matplotlib.colors import LogNorm
+
         fig, ax = _figure()
         shown = np.ma.masked_equal(counts.T, 0)
-        mesh = ax.pcolormesh(xedges, yedges, np.ma.log10(shown), cmap="magma_r")
-        fig.colorbar(mesh, ax=ax, label="log10 rows per cell")
+        mesh = ax.pcolormesh(xedges, yedges, shown, cmap="viridis",
+                             norm=LogNorm(vmin=1, vmax=max(float(shown.max()), 2.0)))  # fmt: skip
+        fig.colorbar(mesh, ax=ax, label="rows per cell (log scale)")
         ax.set_title(title, fontsize=9)
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
         return _png(fig, key)
 
-    return Picture(key, draw)
+    def overview() -> bytes:
+        from lake.stac.overview import binned, png
+
+        assert bbox is not None
+        grid = binned(np.ones_like(x), x, y, bbox, shape=(180, 240), mean=False)
+        assert grid is not None
+        return png(grid, KEY, key, log=True)
+
+    wide = bbox is not None and bbox[0] != bbox[2] and bbox[1] != bbox[3]
+    return Picture(key, draw, overview if wide else None)
