@@ -67,9 +67,16 @@ def _blank_tile() -> bytes:
     return buffer.getvalue()
 
 
-def test_stac_browser_shows_every_collection_item_and_thumbnail(lake: Path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
-    app, chromium = _app(), _chromium()
+@pytest.fixture
+def browser_setup() -> tuple[Any, Path, str]:
+    """Playwright, the STAC Browser build and Chromium: checked before the lake is built."""
+    return pytest.importorskip("playwright.sync_api"), _app(), _chromium()
+
+
+def test_stac_browser_shows_every_collection_item_and_thumbnail(
+    browser_setup: tuple[Any, Path, str], lake: Path
+) -> None:
+    playwright, app, chromium = browser_setup
     from lake.serve import make_server
 
     served = _serve(make_server(str(lake), port=0))
