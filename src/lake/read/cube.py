@@ -57,6 +57,8 @@ class CubeSelection:
     """The selected length along each dimension (a point's dimensions are gone)."""
     cell: dict[str, float] = field(default_factory=dict)
     """The coordinates of the nearest cell, for a point request."""
+    opened: Any = field(default=None, repr=False, compare=False)
+    """The layout opened to resolve the request (reused when it is the one chosen)."""
 
     @property
     def cost(self) -> LayoutCost:
@@ -262,7 +264,9 @@ def select_cube(root: Root | str, dataset: str, req: Request,
         selected = indexers.get(str(dim))
         if not isinstance(selected, int):
             sizes[str(dim)] = int(_positions(selected, size).size)
-    return CubeSelection(found, best.layout, costs, variables, indexers, sizes, cell)
+    first_name = next(iter(layouts))
+    return CubeSelection(found, best.layout, costs, variables, indexers, sizes, cell,
+                         {first_name: first})  # fmt: skip
 
 
 def _dask_chunks(ds: xr.Dataset, selection: CubeSelection) -> dict[str, Any]:
@@ -297,7 +301,8 @@ def _dask_chunks(ds: xr.Dataset, selection: CubeSelection) -> dict[str, Any]:
 
 def open_selection(selection: CubeSelection) -> xr.Dataset:
     """The selected cells of the chosen layout, as a lazy dask-backed dataset."""
-    ds = open_layout(selection.dataset, selection.layout)
+    opened = selection.opened or {}
+    ds = opened.get(selection.layout) or open_layout(selection.dataset, selection.layout)
     chunks = _dask_chunks(ds, selection)
     cut = ds[selection.variables].isel(selection.indexers)
     return cut.chunk({d: c for d, c in chunks.items() if d in cut.dims})
