@@ -95,9 +95,12 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
+    import re
+
     import s3fs
 
-    name = "lake-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    # A valid bucket name from the test's name (parametrised ids included), unique per test.
+    name = "lake-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-50:].strip("-")
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
     fs.mkdir(name)
     return name

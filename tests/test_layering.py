@@ -21,6 +21,7 @@ SHARED = (
     "lake.report",
     "lake.registry",
     "lake.sourcefiles",
+    "lake.lease",
 )
 # House -> the houses it may import (besides itself and the shared modules).
 ALLOWED: dict[str, tuple[str, ...]] = {

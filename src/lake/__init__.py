@@ -44,7 +44,14 @@ if TYPE_CHECKING:
         validate,
         verify,
     )
-    from lake.errors import ExitCode, LakeError, SourceError, SpecError, TargetError
+    from lake.errors import (
+        ExitCode,
+        LakeError,
+        LeaseError,
+        SourceError,
+        SpecError,
+        TargetError,
+    )
     from lake.read.cube import open_cube
     from lake.read.subset import subset
     from lake.read.table import open_table
@@ -73,13 +80,15 @@ _EXPORTS = {
     "Root": "lake.storage",
     "ExitCode": "lake.errors",
     "LakeError": "lake.errors",
+    "LeaseError": "lake.errors",
     "SpecError": "lake.errors",
     "SourceError": "lake.errors",
     "TargetError": "lake.errors",
 }
 
 __all__ = [
-    "BuildReport", "DatasetPlan", "DatasetReport", "ExitCode", "LakeError", "Problem",
+    "BuildReport", "DatasetPlan", "DatasetReport", "ExitCode", "LakeError", "LeaseError",
+    "Problem",
     "Report", "Root", "SourceError", "Spec", "SpecError", "TargetError", "__version__",
     "build", "load_spec", "ls", "open_cube", "open_table", "plan", "subset", "validate",
     "verify",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,8 @@ class BuildReport:
     datasets: list[DatasetReport]
     catalogue: CatalogueResult
     seconds: float
+    notes: list[str] = field(default_factory=list)
+    """About the build as a whole (a stale lease taken over)."""
 
 
 @dataclass(frozen=True)
@@ -227,9 +229,15 @@ def build(
     full_refresh: bool = False,
     progress: bool | Progress = True,
     debug: bool = False,
+    wait: float = 0.0,
 ) -> BuildReport:
     """Build or update the lake of a spec: every dataset (or ``only`` those), then the
     catalogue, then tidy what the catalogue no longer points at.
+
+    One build at a time writes a lake: the build holds a lease on its root
+    (:mod:`lake.lease`). ``wait``: seconds to wait for another build's lease before
+    raising :class:`lake.errors.LeaseError` (which names that build); it has then read
+    and written nothing of the lake.
 
     ``scheduler``: the address of an existing Dask scheduler (default: a local cluster of
     ``workers`` processes, one per core). ``full_refresh``: rebuild tables from the whole
@@ -240,8 +248,22 @@ def build(
     published says which in a note on the exception (``exc.__notes__``); without one,
     nothing was published.
     """
+    from lake.lease import Lease
+
     started = time.perf_counter()
-    prepared = _prepare(spec_or_path, only, scheduler, workers)
+    spec, _ = _spec(spec_or_path)
+    lease = Lease(Root(spec.root, spec.storage_options))
+    with lease.held(wait):
+        report = _build(spec, only, scheduler, workers, full_refresh, progress, debug)
+    return BuildReport(report.root, report.datasets, report.catalogue,
+                       time.perf_counter() - started, lease.notes)  # fmt: skip
+
+
+def _build(spec: Spec, only: str | Sequence[str] | None, scheduler: str | None,
+           workers: int | None, full_refresh: bool, progress: bool | Progress,
+           debug: bool) -> BuildReport:  # fmt: skip
+    started = time.perf_counter()
+    prepared = _prepare(spec, only, scheduler, workers)
     spec, datasets, root = prepared.spec, prepared.datasets, prepared.root
     root.check_writable()
 

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     SPEC = 2
     SOURCE = 3
     TARGET = 4
+    LOCKED = 5
 
 
 class LakeError(Exception):
@@ -60,3 +61,9 @@ class TargetError(LakeError):
     """The target root cannot be written or holds something we cannot extend."""
 
     exit_code = ExitCode.TARGET
+
+
+class LeaseError(LakeError):
+    """Another build holds the lake's lease: this one touched nothing."""
+
+    exit_code = ExitCode.LOCKED

@@ -1,7 +1,8 @@
 """The ``lake`` command line: a thin wrapper over the public API (:mod:`lake.api`).
 
 Exit codes: 0 success; 1 unexpected failure; 2 invalid spec or arguments; 3 a source cannot
-be read or is inconsistent; 4 the target cannot be written or extended.
+be read or is inconsistent; 4 the target cannot be written or extended; 5 another build
+holds the lake's lease.
 """
 
 from __future__ import annotations
@@ -96,9 +97,19 @@ def build(
         bool, typer.Option(help="Print the plan (sources, what would be read and written) only.")
     ] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of unexpected errors.")] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help=(
+                "Seconds to wait for another build of the same lake to end (default: none; exit 5 "
+                "naming it)."
+            ),
+        ),
+    ] = 0.0,
 ) -> None:
     """Build or update the lake described by SPEC: new data is appended, nothing else changes."""
-    run_build(spec, only, scheduler, workers, full_refresh, debug, dry_run)
+    run_build(spec, only, scheduler, workers, full_refresh, debug, dry_run, wait)
 
 
 def run_build(
@@ -109,6 +120,7 @@ def run_build(
     full_refresh: bool = False,
     debug: bool = False,
     dry_run: bool = False,
+    wait: float = 0.0,
 ) -> None:
     """Build every dataset of ``spec`` (or ``only`` one), then the catalogue; print a summary."""
     if scheduler is None:
@@ -132,7 +144,8 @@ def run_build(
                           highlight=False)  # fmt: skip
             return
         report = lake.api.build(parsed, only=only, scheduler=scheduler, workers=workers,
-                                full_refresh=full_refresh, progress=True, debug=debug)  # fmt: skip
+                                full_refresh=full_refresh, progress=True, debug=debug,
+                                wait=wait)  # fmt: skip
     except LakeError as exc:
         _fail(exc)
     except Exception as exc:
@@ -157,9 +170,8 @@ def run_build(
     for d in report.datasets:
         table.add_row(*(_cube_row(d.detail) if d.kind == "cube" else _table_row(d.detail)))
     out.print(table)
-    for d in report.datasets:
-        for note in d.notes:
-            out.print(f"note: {escape(note)}", highlight=False)
+    for note in [*report.notes, *(n for d in report.datasets for n in d.notes)]:
+        out.print(f"note: {escape(note)}", highlight=False)
     catalogue = report.catalogue
     out.print(
         f"catalogue: {report.root}/catalog.json, {catalogue.collections} collection(s) "
