@@ -22,6 +22,7 @@ SHARED = (
     "lake.registry",
     "lake.sourcefiles",
     "lake.lease",
+    "lake.specparts",
 )
 # House -> the houses it may import (besides itself and the shared modules).
 ALLOWED: dict[str, tuple[str, ...]] = {

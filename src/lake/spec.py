@@ -14,8 +14,6 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -26,6 +24,8 @@ from pydantic import (
 from lake.errors import SpecError
 from lake.registry import CUBE_SOURCES, TABLE_SOURCES
 from lake.sourcefiles import spdx_licensing
+from lake.specparts import IDENT, Geometry, Incremental, Postgres
+from lake.specparts import Model as _Model
 from lake.storage import is_local, redact
 
 _DATASET_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
@@ -43,10 +43,6 @@ def check_dataset_id(value: str) -> str:
 DatasetId = Annotated[str, AfterValidator(check_dataset_id)]
 Layout = Literal["maps", "timeseries"]
 LAYOUTS: tuple[Layout, ...] = ("maps", "timeseries")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Chunking(_Model):
@@ -120,83 +116,11 @@ class CubeSource(_Sourced):
         return [self.netcdf] if isinstance(self.netcdf, str) else list(self.netcdf)
 
 
-_IDENT = r"[A-Za-z_][A-Za-z0-9_$]*"
+_IDENT = IDENT
 _PARTITION = re.compile(
     rf"^(?:year\((?P<year>{_IDENT})\)|grid\((?P<grid>[0-9]+(?:\.[0-9]+)?)\)|(?P<column>{_IDENT}))$"
 )
 _GRID_SIZES = (0.5, 1, 2, 3, 5, 6, 9, 10, 15, 18, 30, 45, 90)
-
-
-class Postgres(_Model):
-    """A PostgreSQL table or read-only query."""
-
-    dsn_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """Name of the environment variable holding the libpq URI or keyword DSN (never the DSN
-    itself). Default: libpq's own environment (``PGHOST``, ``PGUSER``, ...) and ``~/.pgpass``."""
-    table: str | None = Field(None, pattern=rf"^(?:{_IDENT}\.)?{_IDENT}$")
-    """``schema.table`` or ``table``: the whole table, read in parallel ctid ranges."""
-    query: str | None = None
-    """One read-only SELECT; read in parallel only with ``split_by``."""
-    split_by: str | None = Field(None, pattern=rf"^{_IDENT}$")
-    """An integer, date or timestamp column whose value ranges split the read into parts."""
-    parts: int | None = Field(None, ge=1, le=512)
-    """Number of parallel reads (default: one per 128 MB of table, or 4 per worker)."""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Postgres:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of `table` and `query`")
-        if self.query is not None and not self.query.strip().rstrip(";").strip():
-            raise ValueError("`query` is empty")
-        return self
-
-
-class Geometry(_Model):
-    """Where the geometry comes from: lon/lat columns or a PostGIS column (a NetCDF or
-    Darwin Core source takes its points from the data: only ``invalid`` applies)."""
-
-    lon: str | None = Field(None, pattern=rf"^{_IDENT}$")
-    lat: str | None = Field(None, pattern=rf"^{_IDENT}$")
-    column: str | None = Field(None, pattern=rf"^{_IDENT}$")
-    """A PostGIS ``geometry`` or ``geography`` column."""
-    invalid: Literal["keep", "drop"] = "keep"
-    """Rows without valid coordinates: kept with a null geometry, or dropped (both counted)."""
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Geometry:
-        pair = self.lon is not None, self.lat is not None
-        if pair[0] != pair[1]:
-            raise ValueError("give both `lon` and `lat`")
-        if pair[0] and self.column is not None:
-            raise ValueError("give either `lon` and `lat`, or `column`")
-        return self
-
-    @property
-    def given(self) -> bool:
-        """Whether the spec names the geometry's columns."""
-        return self.lon is not None or self.column is not None
-
-
-class Incremental(_Model):
-    """Bring only rows whose watermark column grew since the last build."""
-
-    column: str | None = Field(None, pattern=rf"^{_IDENT}$")
-    """A modification timestamp or an increasing id (a PostgreSQL source; file sources
-    compare each file's listing instead)."""
-    key: list[str] | None = None
-    """Columns identifying a row, so that an updated row replaces its previous version.
-    Default: the table's primary key; required for a query."""
-
-    @field_validator("key")
-    @classmethod
-    def _key_names(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("`key` needs at least one column")
-            for name in value:
-                if not re.match(rf"^{_IDENT}$", name):
-                    raise ValueError(f"{name!r} is not a column name")
-        return value
 
 
 class TableSource(_Sourced):

@@ -20,7 +20,7 @@ from lake.storage import redact
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lake.spec import Postgres
+    from lake.specparts import Postgres
 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+-[0-9]+$")
 APPLICATION_NAME = "lake-build"

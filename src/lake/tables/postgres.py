@@ -31,7 +31,8 @@ from lake.tables.source import SourcePlan
 if TYPE_CHECKING:
     import psycopg
 
-    from lake.spec import Postgres, TableSource
+    from lake.spec import TableSource
+    from lake.specparts import Postgres
 
 # Rows of heap per parallel part: big enough that a part's query costs far more than its
 # connection, small enough that parts balance over the workers.
