@@ -103,6 +103,8 @@ class Lease:
         self.lost = False
         self._holder: Holder | None = None
         self._stop = threading.Event()
+        self._made_root = False
+        """Whether taking the lease made the (local) root folder, removed again if empty."""
 
     def _mine(self) -> Holder:
         now = _now()
@@ -116,7 +118,9 @@ class Lease:
         """Write the lease if none exists; False if one does."""
         try:
             if self.root.local:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                folder = os.path.dirname(self.path)
+                self._made_root = self._made_root or not os.path.isdir(folder)
+                os.makedirs(folder, exist_ok=True)
                 try:
                     fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 except FileExistsError:
@@ -208,6 +212,9 @@ class Lease:
         if self._holder is not None and holder is not None and holder.id == self._holder.id:
             self._remove()
         self._holder = None
+        if self._made_root:  # a build that stopped before writing leaves no empty root
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.path))
 
     @contextlib.contextmanager
     def held(self, wait: float = 0.0) -> Iterator[Lease]:

@@ -76,6 +76,9 @@ class Incremental(Model):
     key: list[str] | None = None
     """Columns identifying a row, so that an updated row replaces its previous version.
     Default: the table's primary key; required for a query."""
+    deletes: Literal["remove", "ignore"] = "remove"
+    """Rows gone from the source: removed from the table at the next build (a PostgreSQL
+    source's deleted rows, found by key; a file source's removed files), or kept."""
 
     @field_validator("key")
     @classmethod

@@ -7,7 +7,9 @@ Wiring only: each step calls :mod:`lake.tables`; the dataset's source reader com
    exported snapshot, ctid ranges of a table or value ranges of ``split_by``).
 2. ``read`` tasks (one per part) read their part and stage rows by partition.
 3. For an incremental build with a key, ``check`` tasks find the published files holding
-   an older version of a changed row; their partitions are rewritten too.
+   an older version of a changed row, or a row deleted from the source (``keys`` tasks
+   read every source key, ``deletions`` tasks each published file's keys); their
+   partitions are rewritten too.
 4. ``write`` tasks write each partition as files of about ``file_mb``, each one Hilbert
    range of the partition, sorted.
 5. The coordinator commits (:mod:`lake.tables.manifest`).
@@ -18,11 +20,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from lake.flows import Flow
 from lake.flows.cluster import worker_count
 from lake.flows.gather import Progress, gather, quiet, tree_size
 from lake.registry import table_reader
 from lake.stac.catalog import catalogued_files
+from lake.tables.deletions import check_deleted, missing_from_source, read_keys, source_keys
 from lake.tables.files import write_file
 from lake.tables.manifest import clean, commit, read_manifest
 from lake.tables.plan import (
@@ -70,6 +75,9 @@ def dry_run_table(
     elif incremental and old is not None:
         read += f", rows with {old.watermark_column} > {old.watermark}"
         write = "the partitions holding new or changed rows"
+        if spec.incremental is not None and spec.incremental.deletes == "remove":
+            read += ", and every row's key (to find deleted rows)"
+            write = "the partitions holding new, changed or deleted rows"
     else:
         read += ", every row"
         write = f"every partition ({' / '.join(spec.partition_by) or 'one folder'})"
@@ -105,6 +113,10 @@ def build_table(
         staged: list[PartResult] = gather(
             client, futures, f"{dataset.id}: read", progress, MEMORY_FIX
         )
+        deleted = None
+        if incremental and old is not None and source.key_parts:
+            deleted = _deleted(client, job, root, dataset.id, source.key_parts, old, progress)
+            result.counts["deleted"] = deleted.num_rows
 
     result.rows_read = sum(r.rows_read for r in staged)
     result.bytes_in = sum(r.arrow_bytes for r in staged)
@@ -114,6 +126,12 @@ def build_table(
         for what, n in part.counts.items():
             result.counts[what] = result.counts.get(what, 0) + n
     removed = source.removed if incremental else None
+    if deleted is not None and deleted.num_rows:
+        removed = (
+            deleted
+            if removed is None
+            else pa.concat_tables([removed, deleted], promote_options="permissive")
+        )
     if result.rows_read == 0 and (removed is None or not removed.num_rows):
         if not incremental:  # a first build or a full refresh: nothing to publish
             raise nothing_to_publish(root, job)
@@ -154,6 +172,26 @@ def build_table(
     result.bytes_out = tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _deleted(client: Client, job: Any, root: Root, dataset_id: str, key_parts: list[Any],
+             old: Any, progress: Progress) -> pa.Table:  # fmt: skip
+    """The published keys the source no longer has: every source key read in parallel
+    parts of its snapshot, then each published file's key columns checked against them."""
+    reads = client.map(read_keys, [job] * len(key_parts), key_parts, pure=False)
+    keys = source_keys(gather(client, reads, f"{dataset_id}: keys", progress, MEMORY_FIX),
+                       job.key)  # fmt: skip
+    shared = client.scatter(keys, broadcast=True)
+    files = list(old.files)
+    checks = client.map(missing_from_source, [job] * len(files),
+                        [root.path(dataset_id, f.path) for f in files], [shared] * len(files),
+                        pure=False)  # fmt: skip
+    found = gather(client, checks, f"{dataset_id}: deletions", progress, MEMORY_FIX)
+    gone = [t for t in found if t.num_rows]
+    deleted = pa.concat_tables(gone, promote_options="permissive") if gone else \
+        pa.table({k: pa.array([]) for k in job.key})  # fmt: skip
+    check_deleted(job, deleted.num_rows, old.rows, keys.num_rows)
+    return deleted
 
 
 def tidy_table(root: Root, dataset_id: str) -> list[str]:

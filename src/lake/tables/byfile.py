@@ -150,6 +150,8 @@ class ByFileReader:
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     rows: str = ""
     """Which rows of the files this table holds (``""``: the main ones)."""
+    keep_removed: bool = False
+    """Whether rows of files no longer listed stay (``incremental: {deletes: ignore}``)."""
 
     @staticmethod
     def read_file(url: str, storage_options: dict[str, Any], rows: str) -> Iterator[pa.Table]:
@@ -174,7 +176,9 @@ class ByFileReader:
 
     @classmethod
     def from_spec(cls, dataset_id: str, table: TableSource) -> Any:
-        return cls(dataset_id, tuple(table.patterns), dict(table.storage_options), table.rows)
+        keep = table.incremental is not None and table.incremental.deletes == "ignore"
+        return cls(dataset_id, tuple(table.patterns), dict(table.storage_options), table.rows,
+                   keep)  # fmt: skip
 
     @property
     def label(self) -> str:
@@ -205,6 +209,9 @@ class ByFileReader:
         summary = f"{len(files)} file(s)"
         if before:
             summary += f", {len(read)} new or changed, {len(gone)} removed"
+        if self.keep_removed:  # their rows stay; the record forgets them
+            summary += " (their rows kept)" if gone else ""
+            gone = []
         yield SourcePlan(
             label=self.label,
             summary=summary,

@@ -71,6 +71,7 @@ class TableResult:
 
 
 COUNT_NOTES = {
+    "deleted": "{n} row(s) deleted from the source since the last build, removed",
     "unparsed_dates": "{n} row(s) with a date that is not ISO 8601: kept as text, with "
     "`time` empty (in the partition year=none)",
     "unparsed_numbers": "{n} coordinate, depth or elevation value(s) that are not numbers, "

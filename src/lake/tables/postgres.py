@@ -199,8 +199,10 @@ class Session:
         table: TableSource,
         watermark: Any,
         workers: int,
+        columns: list[str] | None = None,
     ) -> list[Part]:
-        """Split the read into parts; all see this session's snapshot."""
+        """Split the read into parts; all see this session's snapshot. ``columns``: only
+        those (every row's key, to find deleted rows), else every column."""
         from psycopg import sql
 
         where: list[sql.Composable] = []
@@ -210,7 +212,12 @@ class Session:
                     sql.Identifier(table.incremental.column), sql.Literal(watermark)
                 )
             )
-        base = sql.SQL("SELECT q.* FROM {} AS q").format(sql.SQL(described.select))
+        selected = (
+            sql.SQL("q.*")
+            if columns is None
+            else sql.SQL(", ").join(sql.SQL("q.{}").format(sql.Identifier(c)) for c in columns)
+        )
+        base = sql.SQL("SELECT {} FROM {} AS q").format(selected, sql.SQL(described.select))
         assert table.postgres is not None
         wanted = table.postgres.parts
 
@@ -421,6 +428,10 @@ class PostgresReader:
                 if c.type_name == "numeric"
             }
             parts = session.plan_parts(described, spec, watermark, workers)
+            key_parts: list[Part] = []
+            if previous is not None and spec.incremental and spec.incremental.deletes == "remove":
+                # Every row's key, to find the rows deleted since the last build.
+                key_parts = session.plan_parts(described, spec, None, workers, columns=key)
             summary = f"{described.label}, {len(described.columns)} columns"
             if described.heap_bytes:
                 summary += f", {described.heap_bytes / 1e6:.0f} MB heap"
@@ -433,6 +444,7 @@ class PostgresReader:
                 srid=srid,
                 geography=geography,
                 numeric=numeric,
+                key_parts=key_parts,
                 record={
                     "kind": "table" if pg.table else "query",
                     "table": pg.table,

@@ -66,6 +66,9 @@ class SourcePlan:
     """The columns of each row's point, when the source gives them (file sources)."""
     removed: pa.Table | None = None
     """Keys whose published rows go without a replacement (a file source's removed files)."""
+    key_parts: list[Any] = field(default_factory=list)
+    """Parts reading the key of every row of the source, in the same snapshot (parts of
+    ``parts``' kind), to find rows deleted from it; empty when not asked for."""
 
 
 @runtime_checkable
