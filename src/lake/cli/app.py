@@ -214,7 +214,7 @@ def _cube_row(r: CubeResult) -> list[str]:
 
 
 def _table_row(r: TableResult) -> list[str]:
-    if r.rows_read == 0:
+    if r.rows_read == 0 and r.files_written == 0 and not r.partitions_written:
         change = "up to date"
     else:
         verb = "rebuilt" if r.full else "updated"
