@@ -27,7 +27,13 @@ from lake.flows.cluster import worker_count
 from lake.flows.gather import Progress, gather, quiet, tree_size
 from lake.registry import table_reader
 from lake.stac.catalog import catalogued_files
-from lake.tables.deletions import check_deleted, missing_from_source, read_keys, source_keys
+from lake.tables.deletions import (
+    check_deleted,
+    deleted_keys,
+    published_keys,
+    read_keys,
+    source_keys,
+)
 from lake.tables.files import write_file
 from lake.tables.manifest import clean, commit, read_manifest
 from lake.tables.plan import (
@@ -177,18 +183,14 @@ def build_table(
 def _deleted(client: Client, job: Any, root: Root, dataset_id: str, key_parts: list[Any],
              old: Any, progress: Progress) -> pa.Table:  # fmt: skip
     """The published keys the source no longer has: every source key read in parallel
-    parts of its snapshot, then each published file's key columns checked against them."""
+    parts of its snapshot, every published file's key columns, one anti-join."""
     reads = client.map(read_keys, [job] * len(key_parts), key_parts, pure=False)
+    paths = [root.path(dataset_id, f.path) for f in old.files]
+    held = client.map(published_keys, [job] * len(paths), paths, pure=False)
     keys = source_keys(gather(client, reads, f"{dataset_id}: keys", progress, MEMORY_FIX),
                        job.key)  # fmt: skip
-    shared = client.scatter(keys, broadcast=True)
-    files = list(old.files)
-    checks = client.map(missing_from_source, [job] * len(files),
-                        [root.path(dataset_id, f.path) for f in files], [shared] * len(files),
-                        pure=False)  # fmt: skip
-    found = gather(client, checks, f"{dataset_id}: deletions", progress, MEMORY_FIX)
-    gone = [t for t in found if t.num_rows]
-    deleted = pa.concat_tables(gone, promote_options="permissive") if gone else \
+    published = gather(client, held, f"{dataset_id}: published keys", progress, MEMORY_FIX)
+    deleted = deleted_keys(published, keys, job.key) if published else \
         pa.table({k: pa.array([]) for k in job.key})  # fmt: skip
     check_deleted(job, deleted.num_rows, old.rows, keys.num_rows)
     return deleted

@@ -3,10 +3,10 @@
 An incremental build reads rows past its watermark: a deleted row leaves no trace there.
 So the build also reads the key of every row of the source, in the same snapshot and in
 parallel parts (a key-only scan: a fraction of the table's bytes), and each published
-file's key columns (not its other columns). A published key the source no longer has is a
-deleted row: it joins the keys whose rows an incremental build drops, so only partitions
-holding a deleted row are rewritten. Both sides pass through the lake's type conversion,
-so a key compares equal however the driver typed it.
+file's key columns (not its other columns), and anti-joins the two once. A published key
+the source no longer has is a deleted row: it joins the keys whose rows an incremental
+build drops, so only partitions holding a deleted row are rewritten. Both sides pass
+through the lake's type conversion, so a key compares equal however the driver typed it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake.errors import SourceError
-from lake.tables.files import matches
 from lake.tables.staging import releasing_memory
 from lake.tables.types import convert_types
 
@@ -35,14 +34,21 @@ def read_keys(job: TableJob, part: Any) -> pa.Table:
 
 
 @releasing_memory
-def missing_from_source(job: TableJob, path: str, source_keys: pa.Table) -> pa.Table:
-    """The keys of one published file that the source no longer has (a task)."""
+def published_keys(job: TableJob, path: str) -> pa.Table:
+    """The key columns of one published file (a task)."""
     with job.root.fs().open(path, "rb") as handle:
-        published = pq.read_table(handle, columns=job.key)
-    if not source_keys.num_rows:
-        return published
-    gone = ~matches(published, source_keys, job.key)
-    return published.filter(pa.array(gone))
+        return pq.read_table(handle, columns=job.key)
+
+
+def deleted_keys(published: list[pa.Table], source: pa.Table, key: list[str]) -> pa.Table:
+    """The published keys the source no longer has: one hash anti-join of all published
+    keys against all source keys (once, not once per file: building the hash table of ten
+    million keys for each of 75 files cost 40 s)."""
+    rows = pa.concat_tables([t for t in published if t.num_rows] or published[:1],
+                            promote_options="permissive")  # fmt: skip
+    if not source.num_rows or not rows.num_rows:
+        return rows
+    return rows.join(source, keys=key, join_type="left anti")
 
 
 def source_keys(tables: list[pa.Table], key: list[str]) -> pa.Table:
