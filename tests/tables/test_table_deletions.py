@@ -91,3 +91,38 @@ def test_a_key_that_matches_nothing_published_is_refused(
     with pytest.raises(SourceError, match="matches none of the 5,000 published rows"):
         _build(client, str(lake), _spec(), tmp_path)
     assert (lake / "occ" / "table.json").stat().st_mtime_ns == stamp
+
+
+def _point_file(path: Path, year: int, n: int) -> None:
+    import netCDF4
+    import numpy as np
+
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.featureType = "point"
+        nc.createDimension("obs", n)
+        t = nc.createVariable("time", "f8", ("obs",))
+        t.setncatts({"units": f"days since {year}-01-01", "standard_name": "time"})
+        t[:] = np.arange(n)
+        for name, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+            v = nc.createVariable(name, "f8", ("obs",))
+            v.units = units
+            v[:] = np.linspace(40, 50, n)
+        nc.createVariable("value", "f4", ("obs",))[:] = np.arange(n)
+
+
+@pytest.mark.parametrize("deletes", ["remove", "ignore"])
+def test_a_removed_file_with_deletes_ignore(client: Client, tmp_path: Path, deletes: str) -> None:
+    """A file source: a file no longer listed takes its rows along, unless `deletes: ignore`."""
+    from helpers import build_on, file_table_spec
+
+    for year in (2020, 2021):
+        _point_file(tmp_path / f"obs_{year}.nc", year, 50)
+    spec = file_table_spec(tmp_path, "obs", "CC0-1.0", netcdf=str(tmp_path / "obs_*.nc"),
+                           incremental={"deletes": deletes})  # fmt: skip
+    build_on(client, spec)
+    (tmp_path / "obs_2020.nc").unlink()
+    build_on(client, spec)
+    import pyarrow.dataset as pads
+
+    rows = pads.dataset(tmp_path / "lake" / "obs" / "data", partitioning="hive").count_rows()
+    assert rows == (100 if deletes == "ignore" else 50)

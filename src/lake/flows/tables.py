@@ -8,8 +8,9 @@ Wiring only: each step calls :mod:`lake.tables`; the dataset's source reader com
 2. ``read`` tasks (one per part) read their part and stage rows by partition.
 3. For an incremental build with a key, ``check`` tasks find the published files holding
    an older version of a changed row, or a row deleted from the source (``keys`` tasks
-   read every source key, ``deletions`` tasks each published file's keys); their
-   partitions are rewritten too.
+   read every source key, ``published keys`` tasks each published file's key columns,
+   and one anti-join on the coordinator compares them); their partitions are rewritten
+   too.
 4. ``write`` tasks write each partition as files of about ``file_mb``, each one Hilbert
    range of the partition, sorted.
 5. The coordinator commits (:mod:`lake.tables.manifest`).
