@@ -56,6 +56,23 @@ def test_a_held_lease_stops_a_second_writer(tmp_path: Path, where: str, request:
         assert second.notes == []
 
 
+def test_ls_tells_a_build_is_running(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lake.cli import app
+
+    root = Root(str(tmp_path / "lake"))
+    os.makedirs(root.path())
+    (tmp_path / "lake" / "catalog.json").write_text(json.dumps(
+        {"type": "Catalog", "stac_version": "1.1.0", "id": "lake", "description": "x",
+         "links": []}))  # fmt: skip
+    with Lease(root).held():
+        shown = CliRunner().invoke(app, ["ls", str(tmp_path / "lake")])
+    assert shown.exit_code == 0, shown.output
+    assert "the lake's build lease is held by a build on" in " ".join(shown.output.split())
+    assert "lease" not in CliRunner().invoke(app, ["ls", str(tmp_path / "lake")]).output
+
+
 def test_waiting_for_the_holder_to_finish(tmp_path: Path) -> None:
     root = Root(str(tmp_path / "lake"))
     holder = Lease(root)

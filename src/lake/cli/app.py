@@ -268,6 +268,14 @@ def list_datasets(
         rows = "" if e.rows is None else f"{e.rows:,}"
         table.add_row(e.id, e.kind, str(e.items), rows, _size(e.size), bbox, time, e.updated or "")
     out.print(table)
+    from lake.lease import Lease, stale_reason
+
+    holder = Lease(lake_root).read()
+    if holder is not None:  # readers are not blocked; they are told
+        reason = stale_reason(holder)
+        state = f"left by {holder.describe()}: {reason}" if reason else \
+            f"held by {holder.describe()}, until {holder.expires} unless renewed"  # fmt: skip
+        out.print(f"note: the lake's build lease is {escape(state)}", highlight=False)
 
 
 @app.command()
