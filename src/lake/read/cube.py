@@ -19,7 +19,7 @@ import numpy as np
 
 from lake.cubes.coords import geographic
 from lake.errors import SpecError
-from lake.read.published import LakeDataset, find_dataset, lake_root
+from lake.read.published import LakeDataset, dataset_of_kind
 from lake.read.request import Request, request
 
 if TYPE_CHECKING:
@@ -238,13 +238,10 @@ def _variables(dataset: LakeDataset, ds: xr.Dataset, wanted: list[str] | None) -
     return [v for v in wanted if v in ds.data_vars] or wanted
 
 
-def select_cube(root: Root | str, dataset: str, req: Request,
+def select_cube(root: Root | str, dataset: str | LakeDataset, req: Request,
                 storage_options: dict[str, Any] | None = None) -> CubeSelection:  # fmt: skip
     """Resolve ``req`` against the cube ``dataset``: cells, costs per layout, the choice."""
-    found = find_dataset(lake_root(root, storage_options), dataset)
-    if found.kind != "cube":
-        raise SpecError(f"dataset {dataset!r}", "is a table, not a cube",
-                        "open it with lake.open_table")  # fmt: skip
+    found = dataset_of_kind(root, dataset, "cube", storage_options)
     layouts = found.layouts()
     first = open_layout(found, next(iter(layouts)))
     variables = _variables(found, first, req.variables)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lake.errors import SourceError
+from lake.errors import SourceError, SpecError
 from lake.storage import Root, redact, secret_values
 
 
@@ -85,3 +85,18 @@ def find_dataset(root: Root, dataset: str) -> LakeDataset:
             "run `lake build` again: a build writes the collection after its data",
         )  # fmt: skip
     return LakeDataset(root, dataset, collection, kind, table)
+
+
+OPENERS = {"cube": "lake.open_cube", "table": "lake.open_table"}
+
+
+def dataset_of_kind(root: Root | str, dataset: str | LakeDataset, kind: str,
+                    storage_options: dict[str, Any] | None = None) -> LakeDataset:  # fmt: skip
+    """``dataset`` (an id, or one already found) of the lake at ``root``, which must be a
+    ``kind`` (``cube`` or ``table``)."""
+    found = dataset if isinstance(dataset, LakeDataset) else \
+        find_dataset(lake_root(root, storage_options), dataset)  # fmt: skip
+    if found.kind != kind:
+        raise SpecError(f"dataset {found.id!r}", f"is a {found.kind}, not a {kind}",
+                        f"open it with {OPENERS[found.kind]}")  # fmt: skip
+    return found

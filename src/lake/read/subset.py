@@ -104,15 +104,15 @@ def plan_subset(root: Root | str, dataset: str, output: str, *, bbox: Any = None
     from lake.read.published import find_dataset, lake_root
 
     lake = lake_root(root, storage_options)
-    kind = find_dataset(lake, dataset).kind
-    suffix = _format(output, kind)
-    if kind == "cube":
-        selection = cubes.select_cube(lake, dataset, request(bbox, time, depth, variables))
+    found = find_dataset(lake, dataset)  # read once: the selection takes it as found
+    suffix = _format(output, found.kind)
+    if found.kind == "cube":
+        selection = cubes.select_cube(lake, found, request(bbox, time, depth, variables))
         return _cube_plan(selection, output, suffix)
     if variables is not None:
         raise SpecError("--variables", "name a cube's variables; a table has columns",
                         "leave it out (a subset of a table keeps every column)")  # fmt: skip
-    selected = tables.select_table(lake, dataset, request(bbox, time, depth))
+    selected = tables.select_table(lake, found, request(bbox, time, depth))
     return _table_plan(selected, output, suffix)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lake.errors import SpecError
-from lake.read.published import LakeDataset, find_dataset, lake_root
+from lake.read.published import LakeDataset, dataset_of_kind
 from lake.read.request import Request, request
 from lake.tables.manifest import stream_manifest
 from lake.tables.partitions import NO_CELL
@@ -129,26 +129,23 @@ def _time_column(header: Any) -> str | None:
     return None
 
 
-def select_table(root: Root | str, dataset: str, req: Request,
+def select_table(root: Root | str, dataset: str | LakeDataset, req: Request,
                  storage_options: dict[str, Any] | None = None) -> TableSelection:  # fmt: skip
     """Resolve ``req`` against the table ``dataset``: the files that can hold its rows."""
-    found = find_dataset(lake_root(root, storage_options), dataset)
-    if found.kind != "table":
-        raise SpecError(f"dataset {dataset!r}", "is a cube, not a table",
-                        "open it with lake.open_cube")  # fmt: skip
+    found = dataset_of_kind(root, dataset, "table", storage_options)
     if req.depth is not None:
-        raise SpecError(f"the request on {dataset!r}", "asks for a depth, and a table is cut "
+        raise SpecError(f"the request on {found.id!r}", "asks for a depth, and a table is cut "
                         "by bbox and time", "filter the depth column after reading")  # fmt: skip
     manifest = stream_manifest(found.root, found.folder)
     if manifest is None:
-        raise SpecError(f"dataset {dataset!r}", "has no table manifest",
+        raise SpecError(f"dataset {found.id!r}", "has no table manifest",
                         "run `lake build` again: the manifest is the table's commit")  # fmt: skip
     header = manifest.header
     srid = header.source.get("crs_srid")
     srid = int(srid) if srid not in (None, 4326) else None
     time_column = _time_column(header)
     if req.time is not None and time_column is None:
-        raise SpecError(f"the request on {dataset!r}", "asks for a time, and the table has no "
+        raise SpecError(f"the request on {found.id!r}", "asks for a time, and the table has no "
                         "time column", "leave out the time")  # fmt: skip
     box = _native_bbox(req, srid)
     start, end = _bounds(req)
