@@ -29,27 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from measure import run_measured
-from tables import generate
+from tables import generate, occurrence_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "deletions.json"
 
 
 def _spec(out: Path, deletes: str) -> Path:
-    spec = out.parent / f"spec-{deletes}.yaml"
-    spec.write_text(json.dumps({
-        "root": str(out),
-        "datasets": [{
-            "id": "occurrence",
-            "table": {
-                "postgres": {"dsn_env": "LAKE_BENCH_DSN", "table": "public.occurrence"},
-                "geometry": {"lon": "decimallongitude", "lat": "decimallatitude"},
-                "partition_by": ["year(event_date)"],
-                "incremental": {"column": "modified", "deletes": deletes},
-            },
-            "metadata": {"license": "CC-BY-4.0"},
-        }],
-    }))  # fmt: skip
-    return spec
+    return occurrence_spec(out, f"spec-{deletes}.yaml",
+                           incremental={"column": "modified", "deletes": deletes})  # fmt: skip
 
 
 def _build(dsn: str, spec: Path, *extra: str) -> dict[str, Any]:

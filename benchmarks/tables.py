@@ -107,22 +107,28 @@ def generate(admin: str, rows: int) -> tuple[str, int]:
 # --- steps (each runs in a child process) ------------------------------------------------
 
 
+def occurrence_spec(out: Path, name: str = "spec.yaml", **table: Any) -> Path:
+    """A spec building the occurrence table into ``out`` (its DSN in ``LAKE_BENCH_DSN``),
+    with ``table`` added to its table section (``incremental=...``)."""
+    spec = out.parent / name
+    spec.write_text(json.dumps({
+        "root": str(out),
+        "datasets": [{
+            "id": "occurrence",
+            "table": {
+                "postgres": {"dsn_env": "LAKE_BENCH_DSN", "table": "public.occurrence"},
+                "geometry": {"lon": "decimallongitude", "lat": "decimallatitude"},
+                "partition_by": ["year(event_date)"],
+                **table,
+            },
+            "metadata": {"license": "CC-BY-4.0"},
+        }],
+    }))  # fmt: skip
+    return spec
+
+
 def step_ours(dsn: str, out: Path) -> dict[str, Any]:
-    spec = out.parent / "spec.yaml"
-    spec.write_text(
-        json.dumps({
-            "root": str(out),
-            "datasets": [{
-                "id": "occurrence",
-                "table": {
-                    "postgres": {"dsn_env": "LAKE_BENCH_DSN", "table": "public.occurrence"},
-                    "geometry": {"lon": "decimallongitude", "lat": "decimallatitude"},
-                    "partition_by": ["year(event_date)"],
-                },
-                "metadata": {"license": "CC-BY-4.0"},
-            }],
-        })
-    )  # fmt: skip
+    spec = occurrence_spec(out)
     env = {**os.environ, "LAKE_BENCH_DSN": dsn}
     lake = shutil.which("lake") or str(Path(sys.executable).parent / "lake")
     subprocess.run([lake, "build", str(spec)], check=True, env=env, stdout=subprocess.DEVNULL)

@@ -41,10 +41,6 @@ def _spec(tmp: Path, netcdf: Any, **table: Any) -> lake.Spec:
     return file_table_spec(tmp, "obs", "CC0-1.0", netcdf=netcdf, **table)
 
 
-def _build(spec: lake.Spec, client: Client) -> lake.BuildReport:
-    return build_on(client, spec)
-
-
 def _rows(tmp: Path) -> gpd.GeoDataFrame:
     return gpd.read_parquet(tmp / "lake" / "obs" / "data")
 
@@ -61,7 +57,7 @@ def test_real_files_give_every_value(
 ) -> None:
     """Counts and sums of every observation variable equal xarray's decoding of the file."""
     source = INSITU / name
-    report = _build(_spec(tmp_path, str(source)), client)
+    report = build_on(client, _spec(tmp_path, str(source)))
     (table,) = report.datasets
     rows = _rows(tmp_path)
     assert table.holds == len(rows) > 0
@@ -86,7 +82,7 @@ def test_real_files_give_every_value(
 
 def test_argo_profile_columns(tmp_path: Path, client: Client, shared_data: Path) -> None:
     source = INSITU / "D4900590_097.nc"
-    _build(_spec(tmp_path, str(source)), client)
+    build_on(client, _spec(tmp_path, str(source)))
     rows = _rows(tmp_path)
     first = rows.iloc[0]
     assert first["PLATFORM_NUMBER"] == "4900590" and first["CYCLE_NUMBER"] == 97
@@ -142,7 +138,7 @@ def test_orthogonal_time_series_broadcast_and_drop_padding(tmp_path: Path, clien
         "lon": (("station",), [-10.0, -11.0, -12.0], dict(_X)),
         "temp": (("station", "time"), temp, {"_FillValue": np.float32(-999), "units": "K"}),
     })  # fmt: skip
-    _build(_spec(tmp_path, str(tmp_path / "ts.nc")), client)
+    build_on(client, _spec(tmp_path, str(tmp_path / "ts.nc")))
     rows = _rows(tmp_path).sort_values(["latitude", "time"])
     assert len(rows) == 9 and rows["temp"].notna().sum() == 9
     assert rows["latitude"].tolist() == [40.0] * 5 + [42.0] * 4
@@ -163,7 +159,7 @@ def test_indexed_and_nested_ragged_arrays(tmp_path: Path, client: Client) -> Non
         "time": (("obs",), np.arange(5.0), dict(_T)),
         "temp": (("obs",), np.arange(5, dtype="f4") + 10, {}),
     })  # fmt: skip
-    _build(_spec(tmp_path, str(tmp_path / "indexed.nc")), client)
+    build_on(client, _spec(tmp_path, str(tmp_path / "indexed.nc")))
     rows = _rows(tmp_path).sort_values("temp")
     assert rows["station_name"].tolist() == ["AB01", "CD02", "CD02", "AB01", "CD02"]
     assert rows["latitude"].tolist() == [50.0, 51.0, 51.0, 50.0, 51.0]
@@ -181,7 +177,7 @@ def test_indexed_and_nested_ragged_arrays(tmp_path: Path, client: Client) -> Non
         "z": (("obs",), np.arange(6, dtype="f4"), {"axis": "Z", "units": "m", "positive": "down"}),
         "temp": (("obs",), np.arange(6, dtype="f4") + 20, {}),
     })  # fmt: skip
-    _build(_spec(other, str(other / "tsp.nc")), client)
+    build_on(client, _spec(other, str(other / "tsp.nc")))
     rows = _rows(other).sort_values("z")
     assert rows["latitude"].tolist() == [61.0, 60.0, 60.0, 61.0, 61.0, 61.0]
     assert [t.day for t in rows["time"]] == [2, 3, 3, 4, 4, 4]
@@ -195,7 +191,7 @@ def test_packed_values_are_decoded_and_points_kept(tmp_path: Path, client: Clien
         "sst": (("obs",), np.array([100, 200, -32767, 400], "i2"),
                 {"scale_factor": 0.01, "add_offset": 10.0, "_FillValue": np.int16(-32767)}),
     })  # fmt: skip
-    report = _build(_spec(tmp_path, str(tmp_path / "points.nc")), client)
+    report = build_on(client, _spec(tmp_path, str(tmp_path / "points.nc")))
     rows = _rows(tmp_path).sort_values("time")
     assert rows["sst"].tolist()[:2] == pytest.approx([11.0, 12.0])
     assert np.isnan(rows["sst"].tolist()[2])
@@ -204,14 +200,14 @@ def test_packed_values_are_decoded_and_points_kept(tmp_path: Path, client: Clien
     # `geometry: {invalid: drop}`: the row without a valid position is dropped, and counted.
     other = tmp_path / "dropping"
     other.mkdir()
-    dropped = _build(_spec(other, str(tmp_path / "points.nc"), geometry={"invalid": "drop"}),
-                     client)  # fmt: skip
+    spec = _spec(other, str(tmp_path / "points.nc"), geometry={"invalid": "drop"})
+    dropped = build_on(client, spec)
     assert len(_rows(other)) == 3 and dropped.datasets[0].detail.dropped == 1
 
 
 def _bad(tmp: Path, client: Client, path: Path, match: str) -> SourceError:
     with pytest.raises(SourceError, match=match) as info:
-        _build(_spec(tmp, str(path)), client)
+        build_on(client, _spec(tmp, str(path)))
     assert not (tmp / "lake" / "obs" / "table.json").exists()
     return info.value
 
@@ -287,13 +283,13 @@ def test_incremental_by_file_and_argo_delayed_mode(tmp_path: Path, client: Clien
     _argo(src / "R1900001_001.nc", 1, [10.0, 9.0, 8.0])
     _argo(src / "R1900001_002.nc", 2, [11.0, 10.0])
     spec = _spec(tmp_path, str(src / "*.nc"), incremental={})
-    _build(spec, client)
+    build_on(client, spec)
     assert len(_rows(tmp_path)) == 5
 
     # Both versions listed at once: only the delayed-mode one is read.
     _argo(src / "D1900001_001.nc", 1, [10.5, 9.5, 8.5, 7.5], mode="D")
     _argo(src / "R1900001_003.nc", 3, [12.0])
-    report = _build(spec, client)
+    report = build_on(client, spec)
     rows = _rows(tmp_path)
     assert report.datasets[0].read == 5  # the D file's 4 rows and the new file's one
     assert len(rows) == 2 + 4 + 1
@@ -302,12 +298,12 @@ def test_incremental_by_file_and_argo_delayed_mode(tmp_path: Path, client: Clien
 
     _argo(src / "R1900001_002.nc", 2, [21.0, 20.0, 19.0])  # re-delivered with other values
     (src / "R1900001_003.nc").unlink()
-    _build(spec, client)
+    build_on(client, spec)
     rows = _rows(tmp_path)
     assert sorted(rows["TEMP"].round(1).tolist()) == [7.5, 8.5, 9.5, 10.5, 19.0, 20.0, 21.0]
     assert 3 not in rows["CYCLE_NUMBER"].tolist()
 
-    again = _build(spec, client)
+    again = build_on(client, spec)
     assert again.datasets[0].read == 0 and not again.datasets[0].changed
     assert lake.verify(again.root).ok
 
@@ -331,7 +327,7 @@ def test_copies_of_real_files_in_one_dataset(
     src.mkdir()
     for name in ("ru29-20140101T0942.nc", "cont_ragged.nc"):
         shutil.copy(INSITU / name, src / name)
-    report = _build(_spec(tmp_path, str(src / "*.nc")), client)
+    report = build_on(client, _spec(tmp_path, str(src / "*.nc")))
     rows = _rows(tmp_path)
     assert report.datasets[0].holds == 453 + 10 == len(rows)
     assert {"salinity", "station_name", "height"} <= set(rows.columns)
@@ -344,7 +340,7 @@ def test_a_file_alone_fills_the_catalogue_from_its_attributes(
     providers; a file whose licence is only free text needs one in the spec."""
     data = {"root": str(tmp_path / "lake"), "datasets": [
         {"id": "obs", "table": {"netcdf": str(INSITU / "GL_PR_CT_EXSD0953.nc")}}]}  # fmt: skip
-    _build(parse_spec(data, "test-spec.yaml", tmp_path), client)
+    build_on(client, parse_spec(data, "test-spec.yaml", tmp_path))
     collection = json.loads((tmp_path / "lake" / "obs" / "collection.json").read_text())
     assert collection["title"] == "Global Ocean - In Situ Observation Copernicus"
     assert collection["license"] == "other"
@@ -354,14 +350,14 @@ def test_a_file_alone_fills_the_catalogue_from_its_attributes(
 
     data["datasets"][0]["table"] = {"netcdf": str(INSITU / "ru29-20140101T0942.nc")}
     with pytest.raises(lake.SpecError, match="has no licence"):
-        _build(parse_spec(data, "test-spec.yaml", tmp_path), client)
+        build_on(client, parse_spec(data, "test-spec.yaml", tmp_path))
 
 
 def test_partitioned_by_platform(tmp_path: Path, client: Client, shared_data: Path) -> None:
     """A column such as the platform is a partition level too; the items still list it."""
     spec = _spec(tmp_path, str(INSITU / "D4900590_097.nc"),
                  partition_by=["year(time)", "PLATFORM_NUMBER", "grid(10)"])  # fmt: skip
-    _build(spec, client)
+    build_on(client, spec)
     (path,) = (tmp_path / "lake" / "obs" / "data").rglob("*.parquet")
     assert "year=2007/PLATFORM_NUMBER=4900590/cell_10deg=N40p0W060p0" in str(path)
     collection = json.loads((tmp_path / "lake" / "obs" / "collection.json").read_text())

@@ -31,10 +31,6 @@ def _spec(tmp: Path, dwca: Any, **table: Any) -> lake.Spec:
     return file_table_spec(tmp, "occ", "CC-BY-4.0", dwca=dwca, **table)
 
 
-def _build(spec: lake.Spec, client: Client) -> lake.BuildReport:
-    return build_on(client, spec)
-
-
 def _rows(tmp: Path) -> gpd.GeoDataFrame:
     return gpd.read_parquet(tmp / "lake" / "occ" / "data")
 
@@ -44,7 +40,7 @@ def test_the_real_obis_archive(
 ) -> None:
     """Its own text `year` column beside the year partition, no eventDate, and invalid
     coordinates: every row comes back, geopandas reads the table, what failed is counted."""
-    report = _build(_spec(tmp_path, str(ARCHIVE)), client)
+    report = build_on(client, _spec(tmp_path, str(ARCHIVE)))
     (table,) = report.datasets
     with zipfile.ZipFile(ARCHIVE) as archive, archive.open("occurrence.txt") as handle:
         source = pd.read_csv(handle, sep="\t", dtype=str, keep_default_na=False)
@@ -100,7 +96,7 @@ def test_event_core_with_occurrences_and_a_hierarchy(tmp_path: Path, client: Cli
         <field term="{DWC}basisOfRecord" default="HumanObservation"/></extension>
     </archive>"""
     _archive(tmp_path / "events.zip", {"event.txt": events, "occurrence.txt": occurrences}, meta)
-    report = _build(_spec(tmp_path, str(tmp_path / "events.zip")), client)
+    report = build_on(client, _spec(tmp_path, str(tmp_path / "events.zip")))
     rows = _rows(tmp_path).set_index("occurrenceID").sort_index()
     assert report.datasets[0].holds == 3
     assert rows["eventID"].tolist() == ["st1-grab", "st1-grab", "cruise"]
@@ -145,7 +141,7 @@ def test_measurements_are_a_second_table_of_the_collection(
     _archive(tmp_path / "emof.zip", {"event.txt": events, "occ.txt": occurrences,
                                      "emof.txt": measurements}, meta)  # fmt: skip
     spec = _spec(tmp_path, str(tmp_path / "emof.zip"))
-    report = _build(spec, client)
+    report = build_on(client, spec)
     assert [(d.id, d.holds) for d in report.datasets] == [("occ", 1), ("occ/measurements", 3)]
     rows = gpd.read_parquet(tmp_path / "lake" / "occ" / "measurements" / "data")
     rows = rows.set_index("measurementType").sort_index()
@@ -168,7 +164,7 @@ def test_measurements_are_a_second_table_of_the_collection(
         (tmp_path / "lake" / "occ" / "measurements" / "table.json").read_text()
         .replace('"rows": 3', '"rows": 4'))  # fmt: skip
     assert not lake.verify(report.root).ok  # the second table's files are checked
-    again = _build(spec, client)
+    again = build_on(client, spec)
     assert [d.id for d in again.datasets] == ["occ", "occ/measurements"]
 
 
@@ -184,7 +180,7 @@ def test_declared_encoding_quotes_and_delimiter(tmp_path: Path, client: Client) 
         {_fields(["scientificName", "locality", "decimalLatitude", "decimalLongitude",
                   "eventDate"])}</core></archive>"""  # fmt: skip
     _archive(tmp_path / "latin.zip", {"occ.latin1": text}, meta)
-    _build(_spec(tmp_path, str(tmp_path / "latin.zip")), client)
+    build_on(client, _spec(tmp_path, str(tmp_path / "latin.zip")))
     rows = _rows(tmp_path)
     assert rows["locality"].tolist() == ["Baie de Morlaix, Finistère"]
     assert rows["occurrenceID"].tolist() == ["a1"] and rows["year"].tolist() == [2001]
@@ -198,12 +194,12 @@ def test_bad_archives(tmp_path: Path, client: Client) -> None:
         {_fields(["scientificName"])}</core></archive>"""
     _archive(tmp_path / "missing.zip", {}, meta)
     with pytest.raises(SourceError, match=r"missing\.txt: is named by meta\.xml but is not in"):
-        _build(_spec(tmp_path, str(tmp_path / "missing.zip")), client)
+        build_on(client, _spec(tmp_path, str(tmp_path / "missing.zip")))
 
     _archive(tmp_path / "bare.zip", {"missing.txt": "id\tscientificName\n"},
              meta.replace('encoding="UTF-8"', ""))  # fmt: skip
     with pytest.raises(SourceError, match=r"meta\.xml: does not describe the archive") as info:
-        _build(_spec(tmp_path, str(tmp_path / "bare.zip")), client)
+        build_on(client, _spec(tmp_path, str(tmp_path / "bare.zip")))
     assert "encoding" in info.value.fix
 
     whole = tmp_path / "whole.zip"
@@ -212,7 +208,7 @@ def test_bad_archives(tmp_path: Path, client: Client) -> None:
     cut = tmp_path / "cut.zip"
     cut.write_bytes(whole.read_bytes()[:-40])
     with pytest.raises(SourceError, match="cannot be read as a Darwin Core archive") as info:
-        _build(_spec(tmp_path, str(cut)), client)
+        build_on(client, _spec(tmp_path, str(cut)))
     assert str(cut) in info.value.subject
     assert not (tmp_path / "lake" / "occ" / "table.json").exists()
 
@@ -240,7 +236,7 @@ def test_an_archive_alone_fills_the_catalogue_from_its_eml(
     spec = parse_spec({"root": str(tmp_path / "lake"),
                        "datasets": [{"id": "occ", "table": {"dwca": str(ARCHIVE)}}]},
                       "test-spec.yaml", tmp_path)  # fmt: skip
-    report = _build(spec, client)
+    report = build_on(client, spec)
     collection = json.loads((tmp_path / "lake" / "occ" / "collection.json").read_text())
     assert collection["title"].startswith("Antarctic macrobenthic communities")
     assert collection["license"] == "ODC-By-1.0"
