@@ -282,24 +282,28 @@ def write_fair(root: Root, spec: Spec, dataset: Dataset,
 
     from lake.stac import digests
 
-    today = datetime.now(UTC).date().isoformat()
     same_day = fair_documents(spec, dataset, collection, STABLE_DATE)
-    documents: dict[str, bytes] | None = None
+    recorded = digests.read_documents(root)
     written: dict[str, Any] = {}
+    changed: dict[str, str] = {}  # path -> digest of its content with the fixed date
     for name, content in same_day.items():
         path = f"{dataset.id}/{name}"
-        recorded = digests.read_documents(root)
         stable = hashlib.sha256(content).hexdigest()
         if recorded.get(f"{path}{CONTENT}") == stable and root.fs().exists(root.path(path)):
             written[path] = recorded.get(path)
-            continue
-        documents = documents or fair_documents(spec, dataset, collection, today)
-        data = documents[name]
-        written[path] = hashlib.sha256(data).hexdigest()
+        else:
+            changed[path] = stable
+    if not changed:
+        return written
+    today = datetime.now(UTC).date().isoformat()
+    documents = fair_documents(spec, dataset, collection, today)
+    data = {path: documents[path.rsplit("/", 1)[-1]] for path in changed}
+    for path, stable in changed.items():
+        written[path] = hashlib.sha256(data[path]).hexdigest()
         recorded[path] = digests.accepted(recorded.get(path), written[path])
         recorded[f"{path}{CONTENT}"] = stable
-        digests.write_documents(root, recorded)
-        root.put(root.path(path), data)
+    digests.write_documents(root, recorded)  # accepted before any of them is written
+    root.put_many({root.path(path): body for path, body in data.items()})
     return written
 
 
