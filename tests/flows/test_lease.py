@@ -180,3 +180,24 @@ def test_a_killed_builds_lease_is_taken_over(tmp_path: Path, client: Client) -> 
     assert "took over the lease of a build on" in text and "no longer runs" in text
     assert not (root / LEASE).exists()
     assert lake.verify(Root(str(root))).ok
+
+
+@pytest.mark.distributed
+def test_a_refused_build_touches_nothing(tmp_path: Path, client: Client) -> None:
+    """Exit 5 before anything of the lake is read or written: every file as it was."""
+    from typer.testing import CliRunner
+
+    from lake.cli import app
+
+    root = tmp_path / "lake"
+    spec = _spec(tmp_path, str(root))
+    args = ["build", str(spec), "--scheduler", client.scheduler.address]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    write_daily_product(tmp_path / "src", start="2024-01-09", days=2, ny=60, nx=90)  # new data
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    with Lease(Root(str(root))).held():
+        refused = CliRunner().invoke(app, args)
+        during = {p: p.stat().st_mtime_ns for p in root.rglob("*")
+                  if p.is_file() and p.name != LEASE}  # fmt: skip
+    assert refused.exit_code == ExitCode.LOCKED, refused.output
+    assert during == before
