@@ -70,7 +70,7 @@ def open_layout(dataset: LakeDataset, layout: str) -> xr.Dataset:
     each selection reads only its own cells)."""
     import xarray as xr
 
-    store = dataset.root.zarr_store(dataset.folder, f"{layout}.zarr", read_only=True)
+    store = dataset.root.zarr_store(dataset.id, f"{layout}.zarr", read_only=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         warnings.simplefilter("ignore", category=xr.SerializationWarning)

@@ -20,17 +20,13 @@ class LakeDataset:
 
     root: Root
     id: str
-    """The dataset's id (``macrobenthos``), or a second table's (``macrobenthos/measurements``)."""
+    """The dataset's id (``macrobenthos``), or a second table's (``macrobenthos/measurements``):
+    its folder below the root."""
     collection: dict[str, Any]
     kind: str
     """``cube`` or ``table``."""
     table: str | None = None
     """The second table's asset name (``measurements``), or None for the main one."""
-
-    @property
-    def folder(self) -> str:
-        """The dataset's folder below the root."""
-        return self.id
 
     def layouts(self) -> dict[str, dict[str, Any]]:
         """A cube's Zarr assets by layout name (``maps``, ``timeseries``), in catalogue order."""

@@ -136,7 +136,7 @@ def select_table(root: Root | str, dataset: str | LakeDataset, req: Request,
     if req.depth is not None:
         raise SpecError(f"the request on {found.id!r}", "asks for a depth, and a table is cut "
                         "by bbox and time", "filter the depth column after reading")  # fmt: skip
-    manifest = stream_manifest(found.root, found.folder)
+    manifest = stream_manifest(found.root, found.id)
     if manifest is None:
         raise SpecError(f"dataset {found.id!r}", "has no table manifest",
                         "run `lake build` again: the manifest is the table's commit")  # fmt: skip
@@ -215,7 +215,7 @@ def _filter(selection: TableSelection, schema: pa.Schema) -> pc.Expression | Non
 def _unfiltered(selection: TableSelection) -> tuple[pads.Dataset, pc.Expression | None]:
     import pyarrow.dataset as pads
 
-    root, folder = selection.dataset.root, selection.dataset.folder
+    root, folder = selection.dataset.root, selection.dataset.id
     if not selection.files:
         raise SpecError(f"the request on {selection.dataset.id!r}",
                         "selects nothing: no file of the table holds rows in it",
