@@ -45,6 +45,11 @@ class TableSelection:
     geometry_column: str
     srid: int | None
     """The table's CRS (an EPSG code) when it is not longitude/latitude."""
+    box: tuple[float, float, float, float] | None = None
+    """The request's bbox in the table's CRS."""
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    """The request's time as UTC instants (a partial date covers its period)."""
 
     @property
     def rows(self) -> int:
@@ -154,7 +159,8 @@ def select_table(root: Root | str, dataset: str | LakeDataset, req: Request,
         listed += 1
         if _meets_box(info, box) and _meets_time(info, start, end):
             files.append(info)
-    return TableSelection(found, req, files, listed, time_column, header.geometry_column, srid)
+    return TableSelection(found, req, files, listed, time_column, header.geometry_column, srid,
+                          box, start, end)  # fmt: skip
 
 
 def _partitioning(selection: TableSelection) -> pads.Partitioning:
@@ -176,7 +182,7 @@ def _filter(selection: TableSelection, schema: pa.Schema) -> pc.Expression | Non
         nonlocal expr
         expr = more if expr is None else expr & more
 
-    box = _native_bbox(selection.request, selection.srid)
+    box = selection.box
     geo = json.loads((schema.metadata or {}).get(b"geo", b"{}"))
     covering = geo.get("columns", {}).get(selection.geometry_column, {}).get("covering", {})
     bbox = covering.get("bbox")
@@ -191,7 +197,7 @@ def _filter(selection: TableSelection, schema: pa.Schema) -> pc.Expression | Non
             both((ref("xmax") >= w) & (ref("xmin") <= e))
         else:  # across the antimeridian
             both((ref("xmax") >= w) | (ref("xmin") <= e))
-    start, end = _bounds(selection.request)
+    start, end = selection.start, selection.end
     column = selection.time_column
     if column and (start is not None or end is not None) and column in schema.names:
         kind = schema.field(column).type
