@@ -100,6 +100,11 @@ class CubeSource(_Sourced):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     """fsspec options for reading the sources (never written to the lake)."""
     chunking: Chunking = Field(default_factory=Chunking)
+    updates: Literal["refuse", "replace"] = "refuse"
+    """What a source file holding published time steps does: ``refuse`` stops the build
+    when it adds steps inside the published range (and skips it when it only repeats
+    them); ``replace`` rewrites the steps a new version of a file covers (see
+    :mod:`lake.cubes.steps`)."""
 
     @field_validator("layouts")
     @classmethod

@@ -8,6 +8,7 @@ changes. The values come from a :class:`Feed`: the source files, or another layo
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -149,27 +150,49 @@ def all_fill(values: np.ndarray, fill: Any) -> bool:
     return all(bool(np.all(flat[i : i + step] == expected)) for i in range(0, flat.size, step))
 
 
+Runs = tuple[tuple[int, int], ...]
+
+
 def write_block(
     target: ArrayRef,
     region: Mapping[str, slice],
     feed: Feed,
     committed: ArrayRef | None = None,
     published_ntime: int = 0,
+    replaced: Runs = (),
 ) -> Written:
     """Write one shard-aligned block; say which shard, its uncompressed bytes, and whether
     it was all fill (then nothing is written).
 
     Time steps before ``published_ntime`` come from the ``committed`` array (the last partial
-    shard is rewritten whole, its published part unchanged); later ones from ``feed``.
+    shard is rewritten whole, its published part unchanged), except those in the
+    ``replaced`` runs; later ones and replaced ones from ``feed``.
     """
     rewrites_published = committed is not None and region["time"].start < published_ntime
     if rewrites_published and target.root.local:
         # zarrs writes local files in place (truncate, then write): a build killed mid-write
         # would tear a shard readers use. zarr-python writes a temporary file and renames
         # it, so the published shard is either the old one or the new one.
-        return _write_block(target, region, feed, committed, published_ntime)
+        return _write_block(target, region, feed, committed, published_ntime, replaced)
     with zarr.config.set(fast_codecs()):
-        return _write_block(target, region, feed, committed, published_ntime)
+        return _write_block(target, region, feed, committed, published_ntime, replaced)
+
+
+def _segments(t: slice, published_ntime: int, replaced: Runs) -> list[tuple[slice, bool]]:
+    """``t`` cut into runs of steps, each with whether it comes from the source (new or
+    replaced) rather than from the published array."""
+    cuts = {t.start, t.stop, published_ntime}
+    for lo, hi in replaced:
+        cuts.update((lo, hi))
+    edges = sorted(c for c in cuts if t.start <= c <= t.stop)
+    out: list[tuple[slice, bool]] = []
+    for lo, hi in itertools.pairwise(edges):
+        fresh = lo >= published_ntime or any(a <= lo and hi <= b for a, b in replaced)
+        if out and out[-1][1] == fresh:
+            out[-1] = (slice(out[-1][0].start, hi), fresh)
+        else:
+            out.append((slice(lo, hi), fresh))
+    return out
 
 
 def _write_block(
@@ -178,24 +201,30 @@ def _write_block(
     feed: Feed,
     committed: ArrayRef | None,
     published_ntime: int,
+    replaced: Runs = (),
 ) -> Written:
+    rewrites = False
     if "time" not in target.dims:  # a static layer: written whole, never appended to
         data = _stored(target, feed.read(target.name, region))
     else:
         t = region["time"]
         axis = target.dims.index("time")
         parts = []
-        if committed is not None and t.start < published_ntime:
-            old = {**region, "time": slice(t.start, min(t.stop, published_ntime))}
-            parts.append(np.asarray(committed.open()[_selection(committed.dims, old)]))
-        if t.stop > published_ntime:
-            new = {**region, "time": slice(max(t.start, published_ntime), t.stop)}
-            parts.append(_stored(target, feed.read(target.name, new)))
+        for steps, fresh in _segments(t, published_ntime if committed is not None else 0,
+                                      replaced):  # fmt: skip
+            part = {**region, "time": steps}
+            if fresh:
+                parts.append(_stored(target, feed.read(target.name, part)))
+                rewrites = rewrites or steps.start < published_ntime
+            else:
+                assert committed is not None
+                parts.append(np.asarray(committed.open()[_selection(committed.dims, part)]))
         data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
     key = shard_key(target, region)
-    if all_fill(data, target.metadata.get("fill_value")):
+    if not rewrites and all_fill(data, target.metadata.get("fill_value")):
         # Any earlier object of this shard stays: its published part is all fill too, and
-        # the steps it lacks read as fill.
+        # the steps it lacks read as fill. (A shard with replaced steps is always written:
+        # its old object may hold values the new version no longer has.)
         return Written(target.group, target.name, key, int(data.nbytes), empty=True)
     target.open()[_selection(target.dims, region)] = data
     return Written(target.group, target.name, key, int(data.nbytes), empty=False)
@@ -220,8 +249,11 @@ def _stored(target: ArrayRef, values: np.ndarray) -> np.ndarray:
     return ints.reshape(values.shape)
 
 
-def block_regions(ref: ArrayRef, start_time: int) -> Iterator[dict[str, slice]]:
-    """Shard-aligned regions of ``ref`` that hold time steps from ``start_time`` on.
+def block_regions(
+    ref: ArrayRef, start_time: int, replaced: Runs = ()
+) -> Iterator[dict[str, slice]]:
+    """Shard-aligned regions of ``ref`` that hold time steps from ``start_time`` on, or
+    steps of the ``replaced`` runs.
 
     The regular chunk grid of a sharded array is its shard grid, so each region is written
     whole by exactly one task: no two tasks ever touch the same object.
@@ -229,7 +261,10 @@ def block_regions(ref: ArrayRef, start_time: int) -> Iterator[dict[str, slice]]:
     grid = ref.metadata["chunk_grid"]["configuration"]["chunk_shape"]
     ranges: list[list[slice]] = []
     for dim, size, step in zip(ref.dims, ref.shape, grid, strict=True):
-        first = (start_time // step) * step if dim == "time" else 0
-        ranges.append([slice(lo, min(lo + step, size)) for lo in range(first, size, step)])
+        spans = [slice(lo, min(lo + step, size)) for lo in range(0, size, step)]
+        if dim == "time":
+            spans = [s for s in spans if s.stop > start_time
+                     or any(lo < s.stop and s.start < hi for lo, hi in replaced)]  # fmt: skip
+        ranges.append(spans)
     for combo in np.ndindex(*[len(r) for r in ranges]):
         yield {dim: ranges[i][k] for i, (dim, k) in enumerate(zip(ref.dims, combo, strict=True))}

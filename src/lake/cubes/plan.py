@@ -3,9 +3,15 @@
 Rules (documented in the README):
 
 * The published cube is the truth. Files whose times are all already in it are skipped.
-* New files must come strictly after the published end (the cube is append-only); a file
-  that adds times inside the published range stops the build (backfill is not supported:
-  delete the cube to rebuild it).
+* New files must come strictly after the published end; a file that adds times inside the
+  published range stops the build (backfill is not supported: delete the cube to rebuild
+  it).
+* With ``updates: replace``, a new version of a file (another listing key than the one
+  recorded for its steps, see :mod:`lake.cubes.steps`) replaces the published steps it
+  covers, in every layout: only the shards holding them are rewritten. Several files
+  covering one step stop the build, naming both. Without it (``refuse``), a file whose
+  steps are all published is skipped, changed or not, and one that starts inside the
+  published range stops the build.
 * Each layout is extended from its own published length, so a build interrupted between
   publishing ``maps`` and ``timeseries`` is completed by the next run.
 * Time units chosen at the first build stay fixed; new times must be exact integers in them.
@@ -23,6 +29,7 @@ from lake.cubes.chunking import ChunkPlan, default_layouts
 from lake.cubes.index import SourceIndex, index_sources
 from lake.cubes.publish import Published, check_packing, has_chunk_checksums, read_published
 from lake.cubes.source import SourceFile, digest
+from lake.cubes.steps import Steps, StepSources, claims, ranges_of, record_of
 from lake.cubes.template import TIME_CHUNK, array_metadata, build_template, render_layout
 from lake.cubes.timeaxis import choose_time_units, encode_times
 from lake.errors import SourceError, TargetError
@@ -53,6 +60,12 @@ class LayoutWork:
     """A static cube's replacement is built in a staging group, then copied over this one."""
     source_key: str | None = None
     """A static cube's source version, recorded once it is published."""
+    replaced: tuple[tuple[int, int], ...] = ()
+    """Published steps rewritten from newer source files, as ``[start, stop)`` runs."""
+
+    @property
+    def replaced_steps(self) -> int:
+        return sum(stop - start for start, stop in self.replaced)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,10 @@ class CubePlan:
     index: SourceIndex | None
     ntime: int
     layouts: list[LayoutWork] = field(default_factory=list)
+    steps: StepSources | None = None
+    """The record of each step's source version to write once every layout is published."""
+    adopt: bool = False
+    """The record is absent and the spec replaces updates: write it even if nothing else."""
 
     @property
     def empty(self) -> bool:
@@ -77,12 +94,19 @@ def _calendar(name: str) -> str:
 
 
 def plan_cube(
-    root: Root, dataset: Dataset, infos: Sequence[SourceFile], reader: CubeReader
+    root: Root,
+    dataset: Dataset,
+    infos: Sequence[SourceFile],
+    reader: CubeReader,
+    keys: Mapping[str, str | None] | None = None,
 ) -> CubePlan:
     """What a build writes: each layout's new metadata and the blocks to write, from the
-    published cube and the scans of the source files (``reader`` opens the first one)."""
+    published cube and the scans of the source files (``reader`` opens the first one;
+    ``keys``: each file's listing key, by URL, which tells a new version of a file)."""
     cube = dataset.cube
     assert cube is not None
+    keys = keys or {}
+    replace = cube.updates == "replace"
     existing = {layout: read_published(root, layout_group(dataset.id, layout))
                 for layout in LAYOUTS}  # fmt: skip
     chosen = cube.layouts or [k for k, p in existing.items() if p is not None]
@@ -90,47 +114,48 @@ def plan_cube(
     base = _most_advanced(dataset.id, published)
     last = base.times[-1] if base is not None and base.ntime else None
 
-    new: list[SourceFile] = []
-    for info in infos:
-        if last is None or info.times[-1] > last:
-            if last is not None and info.times[0] <= last:
-                raise SourceError(
-                    redact(info.url),
-                    f"starts at {info.times[0]}, inside the published cube (which ends at "
-                    f"{last}): the cube is append-only",
-                    "remove the file, or delete the cube to rebuild it from all files",
-                )
-            new.append(info)
-        elif base is not None and not np.isin(info.times, base.times).all():
-            raise SourceError(
-                redact(info.url),
-                "has time steps inside the published range that the cube does not hold "
-                "(backfill is not supported)",
-                "remove the file, or delete the cube to rebuild it from all files",
-            )
-
+    new = _new_files(infos, base, replace)
     axis = base.times if base is not None else np.asarray([], dtype="datetime64[ns]")
     if new:
         new_index = index_sources(new)
-        axis = np.concatenate([axis, new_index.times]) if base is not None else new_index.times
+        added = new_index.times if last is None else new_index.times[new_index.times > last]
+        axis = np.concatenate([axis, added]) if base is not None else added
         if base is not None:
-            _check_against_published(base, new_index, infos, dataset.id)
+            _check_against_published(base, next(i for i in new if i.url == new_index.files[0]),
+                                     dataset.id)  # fmt: skip
     ntime = len(axis)
+    steps = Steps.read(root, dataset.id, base.ntime if base is not None else 0)
+    replacing: list[SourceFile] = []
+    replaced: tuple[tuple[int, int], ...] = ()
+    if replace and base is not None:
+        index_sources(infos, axis)  # one file per step, one grid, all on the axis
+        changed: list[int] = []
+        by_url = {info.url: info for info in infos}
+        for url, key, lo, end in claims(axis, infos, keys):
+            hi = min(end, base.ntime)
+            if lo < hi and steps.changed(key, lo, hi):
+                _check_against_published(base, by_url[url], dataset.id)
+                replacing.append(by_url[url])
+                changed.extend(range(lo, hi))
+        replaced = ranges_of(changed)
+    record = record_of(steps, ntime, [c[1:] for c in claims(axis, infos, keys)])
     if not published:  # a first build and no layouts named: by the cube's shape
         published = dict.fromkeys(default_layouts(infos[0].variables))
     lagging = {k: (p.ntime if p else 0) for k, p in published.items()}
-    if all(n == ntime for n in lagging.values()):
-        return CubePlan(dataset.id, len(infos), None, ntime)
+    adopt = replace and base is not None and not steps.present
+    if all(n == ntime for n in lagging.values()) and not replaced:
+        return CubePlan(dataset.id, len(infos), None, ntime, steps=record, adopt=adopt)
 
     start = min(lagging.values())
-    needed = [i for i in infos if i.times[-1] >= axis[start]]
-    if not needed:
+    needed = [i for i in infos if start < ntime and i.times[-1] >= axis[start]]
+    if start < ntime and not needed:
         raise SourceError(
             f"dataset {dataset.id}",
             f"has a layout behind the others but the source files for time step {start} on "
             "are gone",
             "restore the source files, or delete the cube to rebuild it",
         )
+    needed += [i for i in replacing if i not in needed]
     index = index_sources(needed, axis)
     if base is not None:
         units, calendar = base.time_units, base.calendar
@@ -153,7 +178,9 @@ def plan_cube(
     try:
         works = []
         for layout, pub in published.items():
-            if pub is not None and pub.ntime == ntime:
+            rewritten = tuple((lo, min(hi, pub.ntime)) for lo, hi in replaced
+                              if pub is not None and lo < pub.ntime)  # fmt: skip
+            if pub is not None and pub.ntime == ntime and not rewritten:
                 continue
             group = layout_group(dataset.id, layout)
             checksums = pub is None or has_chunk_checksums(pub)
@@ -178,12 +205,47 @@ def plan_cube(
                 for name, ref in targets.items():
                     _check_same_chunks(pub.arrays[name], ref.metadata, f"{root.display}/{group}")
                     committed[name] = ArrayRef(root, group, name, pub.arrays[name])
-            works.append(
-                LayoutWork(layout, group, pub.ntime if pub else 0, documents, targets, committed)
-            )
+            works.append(LayoutWork(layout, group, pub.ntime if pub else 0, documents,
+                                    targets, committed, replaced=rewritten))  # fmt: skip
     finally:
         first.close()
-    return CubePlan(dataset.id, len(infos), index, ntime, works)
+    return CubePlan(dataset.id, len(infos), index, ntime, works, steps=record, adopt=adopt)
+
+
+def _new_files(
+    infos: Sequence[SourceFile], base: Published | None, replace: bool
+) -> list[SourceFile]:
+    """The files with steps after the published end; a file adding steps inside the
+    published range stops the build, and so, unless updates replace, does one starting
+    inside it."""
+    last = base.times[-1] if base is not None and base.ntime else None
+    new: list[SourceFile] = []
+    for info in infos:
+        if last is None or info.times[-1] > last:
+            inside = info.times[info.times <= last] if last is not None else info.times[:0]
+            if len(inside) and not replace:
+                raise SourceError(
+                    redact(info.url),
+                    f"starts at {info.times[0]}, inside the published cube (which ends at "
+                    f"{last}): the cube is append-only",
+                    "remove the file, set `cube: {updates: replace}` to replace the published "
+                    "steps it covers, or delete the cube to rebuild it from all files",
+                )
+            if base is not None and len(inside) and not np.isin(inside, base.times).all():
+                raise _backfill(info)
+            new.append(info)
+        elif base is not None and not np.isin(info.times, base.times).all():
+            raise _backfill(info)
+    return new
+
+
+def _backfill(info: SourceFile) -> SourceError:
+    return SourceError(
+        redact(info.url),
+        "has time steps inside the published range that the cube does not hold "
+        "(backfill is not supported)",
+        "remove the file, or delete the cube to rebuild it from all files",
+    )
 
 
 def _most_advanced(dataset_id: str, published: Mapping[str, Published | None]) -> Published | None:
@@ -201,15 +263,12 @@ def _most_advanced(dataset_id: str, published: Mapping[str, Published | None]) -
     return base
 
 
-def _check_against_published(
-    base: Published, index: SourceIndex, infos: Sequence[SourceFile], dataset_id: str
-) -> None:
-    first_new = next(i for i in infos if i.url == index.files[0])
+def _check_against_published(base: Published, info: SourceFile, dataset_id: str) -> None:
     for name, value in base.statics.items():
-        theirs = first_new.statics.get(name)
+        theirs = info.statics.get(name)
         if theirs is not None and theirs != digest(value):
             raise SourceError(
-                redact(first_new.url),
+                redact(info.url),
                 f"its {name} differs from the published cube {dataset_id}: the grids do not match",
                 "build files with another grid as a separate dataset, or delete the cube",
             )

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lake.cubes import scans
+from lake.cubes import scans, steps
 from lake.cubes.blocks import SourceFeed, Written, ZarrFeed, block_regions, write_block
 from lake.cubes.plan import layout_group, plan_cube
 from lake.cubes.publish import publish, recover
@@ -29,7 +29,8 @@ from lake.spec import LAYOUTS, check_dataset_id
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-    from lake.cubes.plan import CubePlan
+    from lake.cubes.blocks import ArrayRef
+    from lake.cubes.plan import CubePlan, LayoutWork
     from lake.cubes.source import CubeReader, SourceFile
     from lake.spec import Dataset
     from lake.storage import Root
@@ -45,6 +46,8 @@ class CubeResult:
     bytes_out: int = 0
     ntime: int = 0
     added: dict[str, int] = field(default_factory=dict)
+    replaced: dict[str, int] = field(default_factory=dict)
+    """Published time steps rewritten from newer source files, by layout."""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     """What the user should know: variables left out of the cube, and why."""
@@ -75,7 +78,7 @@ def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Fu
             feed = ZarrFeed(dict(maps.targets))
         for name, target in work.targets.items():
             committed = work.committed.get(name)
-            for region in block_regions(target, work.published_ntime):
+            for region in block_regions(target, work.published_ntime, work.replaced):
                 deps: list[Future[Any]] = []
                 if work.layout == "timeseries" and maps is not None:
                     t = region["time"]
@@ -91,6 +94,7 @@ def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Fu
                     feed,
                     committed,
                     work.published_ntime,
+                    work.replaced,
                     deps,
                     pure=False,
                 )
@@ -100,8 +104,10 @@ def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Fu
     return futures
 
 
-def _write(target: Any, region: Any, feed: Any, committed: Any, ntime: int, deps: Any) -> Written:
-    return write_block(target, region, feed, committed, ntime)
+def _write(
+    target: Any, region: Any, feed: Any, committed: Any, ntime: int, replaced: Any, deps: Any
+) -> Written:
+    return write_block(target, region, feed, committed, ntime, replaced)
 
 
 @dataclass
@@ -148,7 +154,8 @@ def scan_and_plan(
     scanned = Scanned(files, infos, record, len(rescan), reader)
     if is_static(infos):
         return plan_static(root, dataset, infos[0], files[0].key, reader), scanned
-    return plan_cube(root, dataset, infos, reader), scanned
+    keys = {f.url: f.key for f in files}
+    return plan_cube(root, dataset, infos, reader, keys), scanned
 
 
 def _scan(reader: CubeReader, batch: list[tuple[str, int | None]]) -> list[SourceFile]:
@@ -168,11 +175,10 @@ def dry_run_cube(
         (
             f"{w.layout}: the whole static layer" + (" (replacing it)" if w.replaces else "")
             if w.source_key
-            else f"{w.layout}: steps {w.published_ntime}..{plan.ntime - 1}"
+            else f"{w.layout}: " + _steps_written(w, plan.ntime)
         )
         + ", "
-        f"{sum(len(list(block_regions(t, w.published_ntime))) for t in w.targets.values())} "
-        "shard blocks"
+        f"{sum(_blocks(t, w) for t in w.targets.values())} shard blocks"
         for w in plan.layouts
     )
     return [dataset.id, "cube", source, read, write]
@@ -221,6 +227,8 @@ def build_cube(
         for work in plan.layouts:
             publish(root, work.group, work.documents, [w for w in written if w.group == work.group])
             result.added[work.layout] = plan.ntime - work.published_ntime
+            if work.replaced:
+                result.replaced[work.layout] = work.replaced_steps
             if work.source_key is not None:  # a static layer, written whole: one "step"
                 finish_static(root, work.group, work.replaces, work.source_key)
                 result.added[work.layout] = 1
@@ -230,9 +238,29 @@ def build_cube(
         # Only a build that published something writes: a rerun with no new input writes
         # nothing at all, and its scans are recorded by the next append.
         scanned.remember(root, dataset.id)
+    if plan.steps is not None and (not plan.empty or plan.adopt):
+        steps.write(root, dataset.id, plan.steps)
+    if result.replaced:
+        most = max(result.replaced.values())
+        result.notes.append(f"{dataset.id}: replaced {most} published time step(s) with "
+                            "those of newer source files")  # fmt: skip
     result.bytes_out = tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _blocks(target: ArrayRef, work: LayoutWork) -> int:
+    return len(list(block_regions(target, work.published_ntime, work.replaced)))
+
+
+def _steps_written(work: LayoutWork, ntime: int) -> str:
+    parts = []
+    if work.published_ntime < ntime:
+        parts.append(f"steps {work.published_ntime}..{ntime - 1}")
+    if work.replaced:
+        runs = ", ".join(f"{lo}..{hi - 1}" for lo, hi in work.replaced)
+        parts.append(f"replacing steps {runs}")
+    return "; ".join(parts)
 
 
 def _nothing_to_tidy(root: Root, dataset_id: str) -> None:
