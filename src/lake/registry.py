@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 CUBE_SOURCES: dict[str, str] = {
     "netcdf": "lake.cubes.netcdf:NetcdfReader",
+    "opendap": "lake.cubes.opendap:OpendapReader",
+    "thredds": "lake.cubes.opendap:ThreddsReader",
 }
 """Cube source kinds: spec key → reader class."""
 

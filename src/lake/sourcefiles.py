@@ -40,7 +40,7 @@ class Listed:
     @property
     def key(self) -> str | None:
         """What identifies this content; None when the listing gives no version."""
-        if self.size is None or self.version is None:
+        if self.version is None:
             return None
         text = f"{self.url}\n{self.size}\n{self.version}"
         return hashlib.sha256(text.encode()).hexdigest()

@@ -89,6 +89,19 @@ class CubeSource(_Sourced):
 
     netcdf: str | list[str] | None = None
     """A glob, a list of paths/globs, or fsspec URLs (``s3://bucket/*.nc``)."""
+    opendap: str | list[str] | None = None
+    """OPeNDAP (DAP2/DAP4) endpoint URLs, one per source dataset (see
+    :mod:`lake.cubes.opendap`)."""
+    thredds: str | None = None
+    """A THREDDS client catalogue URL (``.../catalog.xml``): its datasets matching ``match``."""
+    match: str | None = None
+    """With ``thredds``: a glob on each dataset's path below the catalogue (default ``*``)."""
+    engine: Literal["netcdf4", "pydap"] | None = None
+    """With ``opendap`` or ``thredds``: xarray's engine for DAP (default ``netcdf4``)."""
+    timeout: float = Field(60.0, gt=0, le=3600)
+    """With ``opendap`` or ``thredds``: seconds one request to the server may take."""
+    retries: int = Field(4, ge=0, le=20)
+    """With ``opendap`` or ``thredds``: how often a transient fault is retried."""
     layouts: list[Layout] | None = Field(None, min_length=1)
     """The copies to build (default: by the cube's shape, and on later builds the layouts
     already published: a station series only ``timeseries``, any other cube both)."""
@@ -105,6 +118,19 @@ class CubeSource(_Sourced):
     when it adds steps inside the published range (and skips it when it only repeats
     them); ``replace`` rewrites the steps a new version of a file covers (see
     :mod:`lake.cubes.steps`)."""
+
+    @model_validator(mode="after")
+    def _dap_options(self) -> Self:
+        if self.match is not None and self.thredds is None:
+            raise ValueError("`match` selects datasets of a `thredds` catalogue: give `thredds`")
+        if self.opendap is None and self.thredds is None:
+            given = [k for k in ("engine", "timeout", "retries") if k in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"`{'`, `'.join(given)}` apply to `opendap` and `thredds` sources; NetCDF "
+                    "files are read with the reader their first bytes call for"
+                )
+        return self
 
     @field_validator("layouts")
     @classmethod

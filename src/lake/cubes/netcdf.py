@@ -16,8 +16,9 @@ arrays become UTF-8 strings (Zarr v3 has no standard fixed-length bytes type).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import fsspec
 import numpy as np
@@ -25,18 +26,19 @@ import xarray as xr
 
 from lake.cubes.coords import choose_time_axis, data_by_time_axis, normalise
 from lake.cubes.rawread import read_direct
-from lake.cubes.source import SourceFile, VariableSchema, digest
+from lake.cubes.source import SourceAccess, SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
 from lake.sourcefiles import NETCDF_FIX, list_sources, open_netcdf_dataset
 from lake.storage import is_local, redact
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from lake.cubes.index import SourceIndex
     from lake.spec import CubeSource
 
 PACKING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset")
+T = TypeVar("T")
 _NETCDF_FIX = NETCDF_FIX
 
 
@@ -56,32 +58,62 @@ def _strings_to_unicode(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def open_netcdf(
-    url: str, storage_options: Mapping[str, Any] | None = None, time: str | None = None
-) -> xr.Dataset:
-    """Open one NetCDF file raw (values packed as stored), time decoded, names normalised.
+@dataclass(frozen=True)
+class FileAccess:
+    """NetCDF files opened through fsspec, with the reader their first bytes call for."""
+
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def open(self, url: str, **open_kwargs: Any) -> xr.Dataset:
+        return open_netcdf_dataset(url, self.storage_options, **open_kwargs)
+
+    def size(self, url: str, ds: xr.Dataset) -> int:
+        fs, path = fsspec.core.url_to_fs(url, **self.storage_options)
+        return int(fs.size(path))
+
+    def direct(self, url: str) -> bool:
+        return is_local(url)
+
+    def run(self, url: str, work: Callable[[], T]) -> T:
+        return work()
+
+
+Access = SourceAccess | Mapping[str, Any] | None
+"""A source's access, or the fsspec storage options of NetCDF files."""
+
+
+def access_of(access: Access) -> SourceAccess:
+    if access is None or isinstance(access, Mapping):
+        return FileAccess(dict(access or {}))
+    return access
+
+
+def open_netcdf(url: str, access: Access = None, time: str | None = None) -> xr.Dataset:
+    """Open one NetCDF source raw (values packed as stored), time decoded, names normalised.
 
     ``time``: the time axis to keep when the file has several (see
     :func:`choose_time_axis`); the names of what that leaves out are in the dataset's
     ``encoding["lake_dropped"]``."""
-    ds, dropped = choose_time_axis(_open_raw(url, storage_options), time, url)
+    ds, dropped = choose_time_axis(_open_raw(url, access), time, url)
     out = _unpack_float32_packing(_strings_to_unicode(normalise(ds, indexes=False)))
     out.encoding["lake_dropped"] = dropped
     return out
 
 
-def time_axes_of(
-    url: str, storage_options: Mapping[str, Any] | None, variables: Sequence[str] | None
-) -> dict[str, list[str]]:
+def time_axes_of(url: str, access: Access, variables: Sequence[str] | None) -> dict[str, list[str]]:
     """The time axes of one file, each with the data variables along it (see
     :func:`data_by_time_axis`)."""
-    with _open_raw(url, storage_options) as ds:
-        return data_by_time_axis(ds, variables)
+
+    def axes() -> dict[str, list[str]]:
+        with _open_raw(url, access) as ds:
+            return data_by_time_axis(ds, variables)
+
+    return access_of(access).run(url, axes)
 
 
-def _open_raw(url: str, storage_options: Mapping[str, Any] | None) -> xr.Dataset:
-    return open_netcdf_dataset(
-        url, storage_options, mask_and_scale=False, decode_times=True, decode_timedelta=False,
+def _open_raw(url: str, access: Access) -> xr.Dataset:
+    return access_of(access).open(
+        url, mask_and_scale=False, decode_times=True, decode_timedelta=False,
         create_default_indexes=False,  # halves the cost of opening a file
     )  # fmt: skip
 
@@ -112,11 +144,6 @@ def _unpack_float32_packing(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _size_of(url: str, storage_options: Mapping[str, Any] | None) -> int:
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    return int(fs.size(path))
-
-
 def _packing(var: xr.Variable) -> tuple[tuple[str, str], ...]:
     return tuple(
         (k, repr(np.asarray(var.attrs[k]).tolist())) for k in PACKING_ATTRS if k in var.attrs
@@ -132,7 +159,7 @@ def _time_fix(url: str) -> str:
 
 def scan_file(
     url: str,
-    storage_options: Mapping[str, Any] | None = None,
+    access: Access = None,
     variables: Sequence[str] | None = None,
     size: int | None = None,
     time: str | None = None,
@@ -140,11 +167,11 @@ def scan_file(
     """Open ``url`` and record its times, variable schema and static-variable digests
     (``size``: its size in bytes, if its listing already gave it; ``time``: the time axis
     to build along, when the file has several)."""
-    ds = open_netcdf(url, storage_options, time)
+    ds = open_netcdf(url, access, time)
     shown = redact(url)
     try:
         if "time" not in ds.dims or "time" not in ds.variables:
-            return _scan_static(ds, url, variables, size, storage_options)
+            return _scan_static(ds, url, variables, size, access)
         axis = ds.variables["time"]
         if axis.dtype.kind not in "MO":
             units = axis.attrs.get("units")
@@ -212,7 +239,7 @@ def scan_file(
             calendar=str(enc.get("calendar", "standard")),
             variables=schema,
             statics=statics,
-            size=size if size is not None else _size_of(url, storage_options),
+            size=size if size is not None else access_of(access).size(url, ds),
             dropped=tuple(ds.encoding.get("lake_dropped", ())),
         )
     finally:
@@ -224,7 +251,7 @@ def _scan_static(
     url: str,
     variables: Sequence[str] | None,
     size: int | None,
-    storage_options: Mapping[str, Any] | None,
+    access: Access,
 ) -> SourceFile:
     """The scan of a file with no time axis (a static layer: bathymetry, a mask, cell
     areas; or a climatology along its own ``month`` axis): its data variables are the
@@ -266,13 +293,13 @@ def _scan_static(
         calendar="",
         variables=schema,
         statics=statics,
-        size=size if size is not None else _size_of(url, storage_options),
+        size=size if size is not None else access_of(access).size(url, ds),
     )
 
 
 def scan_files(
     files: Sequence[tuple[str, int | None]],
-    storage_options: Mapping[str, Any] | None = None,
+    access: Access = None,
     variables: Sequence[str] | None = None,
     time: str | None = None,
 ) -> list[SourceFile]:
@@ -281,16 +308,17 @@ def scan_files(
     A failure that is not a known fault of the file still names the file.
     """
     out = []
+    how = access_of(access)
     for url, size in files:
         try:
-            out.append(scan_file(url, storage_options, variables, size, time))
+            out.append(how.run(url, lambda: scan_file(url, how, variables, size, time)))  # noqa: B023
         except LakeError:
             raise
         except Exception as exc:
             raise LakeError(
                 redact(url),
                 f"could not be scanned: unexpected {type(exc).__name__}: {redact(str(exc))}",
-                "check that it is a CF NetCDF file; rerun `lake build` with --debug for the "
+                "check that it is a CF NetCDF dataset; rerun `lake build` with --debug for the "
                 "traceback and report it with the file",
             ) from None
     return out
@@ -300,7 +328,7 @@ def read_block(
     index: SourceIndex,
     name: str,
     region: Mapping[str, slice],
-    storage_options: Mapping[str, Any] | None = None,
+    access: Access = None,
     time: str | None = None,
 ) -> np.ndarray:
     """Raw values of variable ``name`` for ``region`` (global time indices) from the files
@@ -314,7 +342,7 @@ def read_block(
         sel = {d: region[d] for d in schema.dims if d in region}
         whole = tuple(slice(None) for _ in shape)
         return _read_part(index.files[0], schema, name, sel, None, shape, whole,
-                          storage_options, time)  # fmt: skip
+                          access, time)  # fmt: skip
     tslice = region["time"]
     axis = schema.dims.index("time")
     shape[axis] = tslice.stop - tslice.start
@@ -325,7 +353,7 @@ def read_block(
         sel["time"] = slice(lo, hi)
         dest = tuple(slice(offset, offset + hi - lo) if i == axis else slice(None)
                      for i in range(len(shape)))  # fmt: skip
-        out = _read_part(url, schema, name, sel, out, shape, dest, storage_options, time)
+        out = _read_part(url, schema, name, sel, out, shape, dest, access, time)
         covered += hi - lo
     if out is None or covered != tslice.stop - tslice.start:
         raise SourceError(
@@ -344,28 +372,33 @@ def _read_part(
     out: np.ndarray | None,
     shape: Sequence[int],
     dest: tuple[slice, ...],
-    storage_options: Mapping[str, Any] | None,
+    access: Access,
     time: str | None,
 ) -> np.ndarray:
     """Read ``sel`` of one file into ``out[dest]`` (``out`` made of ``shape`` if None) and
     return ``out``: straight from a local file when the variable is stored as read, else
     through xarray (whose decoded dtype the first file gives the block)."""
+    how = access_of(access)
     try:
-        if schema.direct and is_local(url):
+        if schema.direct and how.direct(url):
             if out is None:
                 out = np.empty(shape, dtype=np.dtype(schema.dtype))
             read_direct(url.removeprefix("file://"), schema, sel, out, dest)
             return out
-        ds = open_netcdf(url, storage_options, time)
-        try:
-            values = np.asarray(ds.variables[name].isel(sel).values)
-        finally:
-            ds.close()
+
+        def values_of() -> np.ndarray:
+            ds = open_netcdf(url, how, time)
+            try:
+                return np.asarray(ds.variables[name].isel(sel).values)
+            finally:
+                ds.close()
+
+        values = how.run(url, values_of)
         if out is None:
             out = np.empty(shape, dtype=values.dtype)
         out[dest] = values
         return out
-    except SourceError:
+    except LakeError:
         raise
     except Exception as exc:
         raise SourceError(

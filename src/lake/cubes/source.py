@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     import xarray as xr
 
     from lake.cubes.index import SourceIndex
     from lake.spec import CubeSource
+
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -62,6 +65,29 @@ class CubeReader(Protocol):
 
     def read(self, index: SourceIndex, name: str, region: Mapping[str, slice]) -> np.ndarray:
         """Raw values of variable ``name`` for ``region`` (global time indices)."""
+        ...
+
+
+class SourceAccess(Protocol):
+    """How the values of one source kind are reached: NetCDF files through fsspec
+    (:class:`lake.cubes.netcdf.FileAccess`), OPeNDAP endpoints
+    (:class:`lake.cubes.opendap.DapAccess`). Picklable; holds no live handles."""
+
+    def open(self, url: str, **open_kwargs: Any) -> xr.Dataset:
+        """The source opened by xarray with ``open_kwargs`` (a :class:`SourceError` naming
+        it when it cannot be)."""
+        ...
+
+    def size(self, url: str, ds: xr.Dataset) -> int:
+        """Its size in bytes when its listing gave none (``ds``: it, opened)."""
+        ...
+
+    def direct(self, url: str) -> bool:
+        """Whether its variables stored as read may be read from the file directly."""
+        ...
+
+    def run(self, url: str, work: Callable[[], T]) -> T:
+        """``work()``, which reads ``url``, retried as this access retries transient faults."""
         ...
 
 
