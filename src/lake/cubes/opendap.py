@@ -22,6 +22,7 @@ changed for ``updates: replace``.
 
 from __future__ import annotations
 
+import functools
 import re
 import time as clock
 import warnings
@@ -115,7 +116,16 @@ class DapAccess:
 
             netCDF4.rc_set("HTTP.TIMEOUT", str(max(1, round(self.timeout))))
             netCDF4.rc_set("HTTP.CONNECTTIMEOUT", str(max(1, round(self.timeout))))
-            return _without_protocol_attrs(xr.open_dataset(url, engine="netcdf4", **open_kwargs))
+            ds = xr.open_dataset(url, engine="netcdf4", **open_kwargs)
+            lost = sorted(n for n in _described(url, self.timeout)
+                          if n in ds.variables and not ds.variables[n].attrs)  # fmt: skip
+            if lost:
+                ds.close()
+                raise IncompleteAnswer(
+                    f"the attributes of {', '.join(lost)} did not arrive (the .das request "
+                    "failed; the netCDF-C client goes on without them)"
+                )
+            return _without_protocol_attrs(ds)
 
     def size(self, url: str, ds: xr.Dataset) -> int:
         """Bytes the dataset's variables hold as stored: what a full read transfers."""
@@ -135,6 +145,29 @@ class DapAccess:
                     raise _fault(url, exc, attempt) from None
                 clock.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class IncompleteAnswer(ConnectionError):
+    """The server's answers arrived in part: retried like a lost connection."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _described(url: str, timeout: float) -> frozenset[str]:
+    """The variables the endpoint's attribute answer (``.das``) gives attributes to.
+
+    The netCDF-C client opens an endpoint whose ``.das`` request failed (a 503, a reset
+    connection) as if its variables had no attributes, packing and time units included,
+    and says nothing. Each dataset it opens is checked against this, fetched once per
+    process (a failed fetch is not kept, and is retried as any read is)."""
+    import requests
+    from pydap.parsers.das import parse_das
+
+    with requests.get(f"{url}.das", timeout=timeout) as answer:
+        answer.raise_for_status()
+        text = answer.text
+    das = parse_das(text)
+    return frozenset(str(k) for k, v in das.items() if isinstance(v, dict) and v
+                     and str(k) not in ("NC_GLOBAL", "DODS_EXTRA", "dimensions"))  # fmt: skip
 
 
 # Attribute containers of the DAP answer, not of the dataset, which the netCDF-C client
