@@ -51,6 +51,14 @@ def secret_values(options: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def with_retries(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """fsspec ``options`` for ``url``, with S3's transient errors (500, 503 SlowDown,
+    throttling) retried with backoff unless the options configure the client already."""
+    if url.startswith(("s3://", "s3a://")) and "config_kwargs" not in options:
+        return {**options, "config_kwargs": S3_RETRIES}
+    return dict(options)
+
+
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
@@ -70,10 +78,7 @@ class Root:
         if is_local(url):
             url = os.path.abspath(url.removeprefix("file://"))
         object.__setattr__(self, "url", url)
-        if url.startswith(("s3://", "s3a://")) and "config_kwargs" not in self.storage_options:
-            # Transient errors (500, 503 SlowDown, throttling) are retried with backoff.
-            options = {**self.storage_options, "config_kwargs": S3_RETRIES}
-            object.__setattr__(self, "storage_options", options)
+        object.__setattr__(self, "storage_options", with_retries(url, self.storage_options))
 
     @property
     def display(self) -> str:

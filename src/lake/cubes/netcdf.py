@@ -29,7 +29,7 @@ from lake.cubes.rawread import read_direct
 from lake.cubes.source import SourceAccess, SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
 from lake.sourcefiles import NETCDF_FIX, list_sources, open_netcdf_dataset
-from lake.storage import is_local, redact
+from lake.storage import is_local, redact, with_retries
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -425,7 +425,8 @@ class NetcdfReader:
     @classmethod
     def from_spec(cls, cube: CubeSource) -> NetcdfReader:
         variables = tuple(cube.variables) if cube.variables is not None else None
-        return cls(tuple(cube.patterns), dict(cube.storage_options), variables, cube.time)
+        options = with_retries(cube.patterns[0], cube.storage_options) if cube.patterns else {}
+        return cls(tuple(cube.patterns), options, variables, cube.time)
 
     def list_files(self) -> dict[str, dict[str, Any] | None]:
         return list_sources(self.patterns, self.storage_options)
