@@ -14,6 +14,7 @@ the catalogue reads them: the first file's schema and the thumbnail's sample), t
 Each step runs in its own process; wall time and peak RSS of that process.
 
     python benchmarks/catalogue.py
+    python benchmarks/catalogue.py --against HEAD~1 --sizes 100000   # and that commit's writer
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -161,12 +163,26 @@ def step_floor(root: Path) -> dict[str, Any]:
 STEPS = {"ours": step_ours, "floor": step_floor, "pystac": step_pystac}
 
 
-def run(name: str, root: Path) -> dict[str, Any]:
+def run(name: str, root: Path, tree: Path | None = None) -> dict[str, Any]:
+    """One step in its own process; with ``tree``, ``lake`` imported from that tree's
+    ``src`` (another commit's, checked out by ``--against``)."""
     out = root.parent / f"{root.name}-{name}.json"
     cmd = [sys.executable, __file__, "--step", name, "--root", str(root), "--out", str(out)]
-    measured = run_measured(cmd)
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree / "src")}
+    measured = run_measured(cmd, env=env)
     extra = json.loads(out.read_text()) if out.exists() else {}
     return {"step": name, **measured, **extra}
+
+
+def _worktree(work: Path, rev: str) -> Path:
+    tree = work / "against"
+    project = Path(__file__).resolve().parents[1]
+    if tree.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=project,
+                       check=False, capture_output=True)  # fmt: skip
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=project,
+                   check=True, capture_output=True)  # fmt: skip
+    return tree
 
 
 def main() -> None:
@@ -175,6 +191,8 @@ def main() -> None:
     parser.add_argument("--step", choices=sorted(STEPS))
     parser.add_argument("--root")
     parser.add_argument("--out")
+    parser.add_argument("--against", help="also time this commit's writer, in the same run")
+    parser.add_argument("--sizes", default="200000,100000,10000")
     args = parser.parse_args()
     if args.step:
         result = STEPS[args.step](Path(args.root))
@@ -185,18 +203,27 @@ def main() -> None:
                "python": platform.python_version()}  # fmt: skip
     report: dict[str, Any] = {"machine": machine, "runs": []}
     print(f"{'items':>8} {'step':<8} {'first run s':>12} {'unchanged s':>12} {'peak RSS':>10}")
+    tree = _worktree(work, args.against) if args.against else None
+    wanted = {int(n) for n in args.sizes.split(",")}
     sizes = ((200_000, ["ours"]), (100_000, ["ours", "floor"]), (10_000, ["ours", "pystac"]))
-    for n, steps in sizes:
+    for n, steps in ((n, steps) for n, steps in sizes if n in wanted):
         root = work / f"items-{n}"
-        generate(root, n)
-        for name in steps:
-            result = run(name, root)
-            result["n"] = n
+        runs = [(name, None) for name in steps]
+        if tree is not None:
+            runs.insert(0, ("ours", tree))
+        for name, where in runs:
+            if name == "ours":  # each writer starts from a lake with no catalogue
+                generate(root, n)
+            result = run(name, root, where)
+            label = name if where is None else f"{args.against}"
+            result["n"], result["label"] = n, label
             report["runs"].append(result)
             unchanged = result.get("seconds_unchanged")
-            print(f"{n:>8} {name:<8} {result.get('seconds_first', float('nan')):>12.1f} "
+            print(f"{n:>8} {label:<8} {result.get('seconds_first', float('nan')):>12.1f} "
                   f"{'-' if unchanged is None else f'{unchanged:.1f}':>12} "
                   f"{result['peak_rss'] / 2**20:>8.0f} MiB  {result['status']}")  # fmt: skip
+    if tree is not None:
+        report["against"] = args.against
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1))
     print(f"results written to {RESULTS}")

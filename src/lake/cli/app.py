@@ -204,7 +204,11 @@ def validate(
 
 
 def _cube_row(r: CubeResult) -> list[str]:
-    added = ", ".join(f"{k} +{v}" for k, v in r.added.items()) or "up to date"
+    changes = [
+        f"{k} +{v}" + (f" ({r.replaced[k]} replaced)" if r.replaced.get(k) else "")
+        for k, v in r.added.items()
+    ]
+    added = ", ".join(changes) or "up to date"
     return [
         r.dataset, f"{r.files_read} of {r.files_found} files\n{r.files_scanned} scanned",
         _size(r.bytes_in),
