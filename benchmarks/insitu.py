@@ -52,10 +52,12 @@ def _write_profile(path: Path, cycle: int, rng: np.random.Generator) -> None:
         juld.setncatts({"units": "days since 1950-01-01 00:00:00 UTC", "standard_name": "time"})
         juld[:] = [18000 + cycle * 3.0]
         for name, attrs, value in (
-            ("LATITUDE", {"units": "degree_north", "standard_name": "latitude"},
-             -60 + cycle % 120),
-            ("LONGITUDE", {"units": "degree_east", "standard_name": "longitude"},
-             -179 + cycle % 358),
+            ("LATITUDE", {"units": "degree_north", "standard_name": "latitude"}, -60 + cycle % 120),
+            (
+                "LONGITUDE",
+                {"units": "degree_east", "standard_name": "longitude"},
+                -179 + cycle % 358,
+            ),
         ):
             var = nc.createVariable(name, "f8", ("N_PROF",))
             var.setncatts(attrs)

@@ -27,10 +27,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lake.errors import TargetError
 from lake.stac import digests
 from lake.stac.collection import (
     ITEM_LINKS,
@@ -206,22 +210,18 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             # Published items are about to change: record both versions first.
             digests.write(root, dataset.id, _merge(spool.entries("replaced"),
                                                    digests.read(root, dataset.id)))  # fmt: skip
-        batch: dict[str, bytes] = {}
-        for item_id, data, write in spool.read_documents():
-            if write:
-                batch[root.path(dataset.id, "items", f"{item_id}.json")] = data
-            if len(batch) >= ITEM_BATCH:
-                root.put_many(batch)
-                batch.clear()
-        root.put_many(batch)
+        writer = _ItemWriter(root, dataset.id, spool)
+        try:
+            mirror = root.path(dataset.id, "items.parquet")
+            if spool.writes or spool.removals or not fs.exists(mirror):
+                has_mirror = write_mirror(
+                    root, dataset.id, (d for _, d, _ in spool.read_documents()), tmp
+                )
+            else:  # the same items as the published mirror holds
+                has_mirror = True
+        finally:
+            writer.wait()
         result.written += spool.writes
-        mirror = root.path(dataset.id, "items.parquet")
-        if spool.writes or spool.removals or not fs.exists(mirror):
-            has_mirror = write_mirror(
-                root, dataset.id, (d for _, d, _ in spool.read_documents()), tmp
-            )
-        else:  # the same items as the published mirror holds
-            has_mirror = True
         picture = d.thumbnail() if d.thumbnail else None
         thumbnail = root.path(dataset.id, "thumbnail.png")
         if picture is not None and published_key(root, thumbnail) != picture.key:
@@ -252,6 +252,74 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             digests.write(root, dataset.id, spool.entries("new"), d.version)
         if not has_mirror and fs.exists(mirror):  # no item left with a geometry
             fs.rm(mirror)
+
+
+# Writes the item documents of a spool (``+ id`` lines) into a local folder, each through a
+# temporary file renamed into place, as Root.put does; nothing to import but the standard
+# library.
+_WRITE_ITEMS = """
+import os, sys
+spool, folder, token = sys.argv[1:4]
+os.makedirs(folder, exist_ok=True)
+with open(spool, "rb") as handle:
+    number = 0
+    while line := handle.readline():
+        data = handle.readline()[:-1]
+        if line[:1] == b"+":
+            path = os.path.join(folder, line[2:-1].decode() + ".json")
+            tmp = f"{path}.{token}-{number}.partial"
+            number += 1
+            with open(tmp, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+"""
+
+
+class _ItemWriter:
+    """Writes a collection's changed item documents while the mirror is converted.
+
+    On local disk a helper process writes them: that is system calls, the mirror is CPU,
+    and two threads of one process slowed each other down (1.7x slower than one after the
+    other, measured at 100,000 items: the GIL). On object storage they are concurrent
+    PUTs, sent before the mirror."""
+
+    def __init__(self, root: Root, dataset: str, spool: _Spool) -> None:
+        self.root, self.dataset = root, dataset
+        self.helper: subprocess.Popen[bytes] | None = None
+        if not spool.writes:
+            return
+        if not root.local:
+            _write_items(root, dataset, spool)
+            return
+        self.helper = subprocess.Popen(
+            [sys.executable, "-c", _WRITE_ITEMS, f"{spool.folder}/documents",
+             root.path(dataset, "items"), uuid.uuid4().hex],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def wait(self) -> None:
+        if self.helper is None:
+            return
+        _, errors = self.helper.communicate()
+        if self.helper.returncode:
+            lines = errors.decode(errors="replace").strip().splitlines()
+            raise TargetError(
+                f"{self.root.display}/{self.dataset}/items",
+                f"could not be written ({lines[-1] if lines else self.helper.returncode})",
+                "check the free space and permissions of the lake's folder",
+            )
+
+
+def _write_items(root: Root, dataset: str, spool: _Spool) -> None:
+    """Write the item documents to be written, in batches."""
+    batch: dict[str, bytes] = {}
+    for item_id, data, write in spool.read_documents():
+        if write:
+            batch[root.path(dataset, "items", f"{item_id}.json")] = data
+        if len(batch) >= ITEM_BATCH:
+            root.put_many(batch)
+            batch.clear()
+    root.put_many(batch)
 
 
 def _write_collection_document(root: Root, path: str, collection: dict[str, Any],
