@@ -1,7 +1,7 @@
 """Benchmark: a daily re-issue of an analysis-forecast product (``updates: replace``).
 
-    python benchmarks/reissue.py                 # 365 daily files of 256 x 384 cells
-    python benchmarks/reissue.py --days 120      # quicker
+    python benchmarks/reissue.py                 # 365 daily files of 1024 x 1440 cells
+    python benchmarks/reissue.py --days 120 --ny 256 --nx 384   # quicker
 
 Copernicus Marine's analysis-forecast products re-issue their latest days every day (the
 forecast replaced by the analysis) and add a new one. A cube of ``--days`` daily files is
@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--reissued", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", default="/tmp/lake-bench-reissue")
+    parser.add_argument("--ny", type=int, default=1024)
+    parser.add_argument("--nx", type=int, default=1440)
     args = parser.parse_args()
 
     import pandas as pd
@@ -91,7 +93,7 @@ def main() -> None:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     src, lake = work / "src", work / "lake"
-    write_daily_product(src, start="2023-01-01", days=args.days, ny=256, nx=384)
+    write_daily_product(src, start="2023-01-01", days=args.days, ny=args.ny, nx=args.nx)
     rows: dict[str, list[dict[str, Any]]] = {"append": [], "reissue": [], "rebuild": []}
     with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
         build_cube(client, Root(str(lake)), _spec(lake, src).datasets[0])
@@ -99,8 +101,8 @@ def main() -> None:
         for _ in range(args.repeat):
             for action in ("append", "reissue", "rebuild"):
                 if action in ("append", "reissue"):
-                    write_daily_product(src, start=f"{next_day:%Y-%m-%d}", days=1, ny=256,
-                                        nx=384, seed=int(next_day.dayofyear))  # fmt: skip
+                    write_daily_product(src, start=f"{next_day:%Y-%m-%d}", days=1, ny=args.ny,
+                                        nx=args.nx, seed=int(next_day.day_of_year))  # fmt: skip
                     next_day += pd.Timedelta(days=1)
                 if action == "reissue":
                     last = sorted(p.stem.split("_")[1] for p in src.glob("*.nc"))
