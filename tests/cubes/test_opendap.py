@@ -273,6 +273,11 @@ def test_bad_dap_input(served: tuple[Path, str], tmp_path: Path, client: Client)
     assert code == ExitCode.SOURCE, output
     assert f"{base}/catalog.xml: lists no dataset matching '*.grib'" in output
 
+    # A catalogue URL that is not one.
+    code, output = _cli(tmp_path, client, {"thredds": f"{base}/2024/catalogue.xml"})
+    assert code == ExitCode.SOURCE, output
+    assert "is not a THREDDS catalogue on its server" in output
+
     # Options that only DAP sources take, given to NetCDF files: a spec error.
     code, output = _cli(tmp_path, client, {"netcdf": str(folder / "2024" / "*.nc"),
                                            "engine": "pydap"})  # fmt: skip

@@ -69,13 +69,19 @@ def _status(text: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _fault(url: str, exc: BaseException, attempts: int) -> SourceError:
+def _fault(url: str, exc: BaseException, attempts: int, catalogue: bool = False) -> SourceError:
     import requests
 
     text = redact(str(exc))
     missing = "file not found" in text or (
         isinstance(exc, requests.HTTPError) and _status(text) == 404
     )
+    if missing and catalogue:
+        return SourceError(
+            redact(url),
+            f"is not a THREDDS catalogue on its server ({type(exc).__name__}: {text})",
+            "check the URL: a THREDDS client catalogue ends in catalog.xml",
+        )
     if missing:
         return SourceError(
             redact(url),
@@ -83,9 +89,10 @@ def _fault(url: str, exc: BaseException, attempts: int) -> SourceError:
             "check the URL: it should open in a browser with `.html` added to it",
         )
     after = f" after {attempts} attempts" if attempts > 1 else ""
+    what = "as a THREDDS catalogue" if catalogue else "over OPeNDAP"
     return SourceError(
         redact(url),
-        f"could not be read over OPeNDAP{after} ({type(exc).__name__}: {text})",
+        f"could not be read {what}{after} ({type(exc).__name__}: {text})",
         "check that the server is up and reachable from every worker; for a slow server "
         "raise `timeout` or `retries` in the spec's `cube` section",
     )
@@ -134,7 +141,9 @@ class DapAccess:
     def direct(self, url: str) -> bool:
         return False
 
-    def run(self, url: str, work: Callable[[], T]) -> T:
+    def run(self, url: str, work: Callable[[], T], catalogue: bool = False) -> T:
+        """``work()`` retried on transient faults (``catalogue``: ``url`` is a THREDDS
+        catalogue, for the message)."""
         for attempt in range(1, self.retries + 2):
             try:
                 return work()
@@ -142,7 +151,7 @@ class DapAccess:
                 raise
             except Exception as exc:
                 if not _transient(exc) or attempt > self.retries:
-                    raise _fault(url, exc, attempt) from None
+                    raise _fault(url, exc, attempt, catalogue) from None
                 clock.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -297,7 +306,8 @@ class ThreddsReader(_Reads):
         from lake.cubes.thredds import walk
 
         access = DapAccess(self.engine, self.timeout, self.retries)
-        found = access.run(self.catalog, lambda: walk(self.catalog, self.match, self.timeout))
+        found = access.run(self.catalog, lambda: walk(self.catalog, self.match, self.timeout),
+                           catalogue=True)  # fmt: skip
         if not found:
             raise SourceError(
                 redact(self.catalog),

@@ -79,9 +79,9 @@ def walk(catalog: str, match: str, timeout: float) -> list[Found]:
     session = session_manager.create_session()
     found: list[Found] = []
     seen: set[str] = set()
-    todo: list[tuple[str, str, int]] = [(catalog, "", 0)]
-    while todo:
-        url, prefix, depth = todo.pop()
+    pending: list[tuple[str, str, int]] = [(catalog, "", 0)]
+    while pending:
+        url, prefix, depth = pending.pop()
         if url in seen or depth > _MAX_DEPTH:
             continue
         seen.add(url)
@@ -100,5 +100,5 @@ def walk(catalog: str, match: str, timeout: float) -> list[Found]:
             elif "HTTPSERVER" in access:
                 found.append(Found(access["HTTPSERVER"], path, False, size, modified))
         for ref in parsed.catalog_refs.values():
-            todo.append((ref.href, f"{prefix}{str(ref.name).strip()}/", depth + 1))
+            pending.append((ref.href, f"{prefix}{str(ref.name).strip()}/", depth + 1))
     return found
