@@ -115,6 +115,27 @@ def _build(spec: Path, env: dict[str, str], started: Callable[[int], None] | Non
     return proc.returncode
 
 
+def killing_env(env: dict[str, str], lake: Path, tmp: Path) -> tuple[dict[str, str], Path]:
+    """``env`` with the kill point loaded in every process of a build below ``lake``
+    (``LAKE_KILL_AT=0``: only counting), and the counter file to remove between runs."""
+    counter = tmp / "counter"
+    killing = {**env, "PYTHONPATH": os.pathsep.join([str(KILLPOINT), env.get("PYTHONPATH", "")]),
+               "LAKE_KILL_ROOT": str(lake), "LAKE_KILL_COUNTER": str(counter),
+               "LAKE_KILL_LOG": str(tmp / "changes"), "LAKE_KILL_AT": "0"}  # fmt: skip
+    return killing, counter
+
+
+def counted_changes(
+    spec: Path, killing: dict[str, str], lake: Path, tmp: Path
+) -> list[tuple[str, str]]:
+    """Run the build uninterrupted, counting: its changes to the lake, in order, as
+    (kind, path below the lake)."""
+    assert _build(spec, killing) == 0
+    lines = (tmp / "changes").read_text().splitlines()
+    return [(what, path.removeprefix(str(lake)))
+            for what, path in (line.split(" ", 3)[2:] for line in lines)]  # fmt: skip
+
+
 def _views(root: Root) -> dict[str, str]:
     """What readers see: each layout through its consolidated metadata, the table through
     its manifest (the files it lists, every row)."""
@@ -202,13 +223,8 @@ def test_killed_builds_on_local_disk(pg_dsn: str, tmp_path: Path) -> None:
     _update_sources(tmp_path, pg_dsn, spec)
     shutil.copytree(lake, tmp_path / "v1")
 
-    counter, log = tmp_path / "counter", tmp_path / "changes"
-    killing = {**env, "PYTHONPATH": os.pathsep.join([str(KILLPOINT), env.get("PYTHONPATH", "")]),
-               "LAKE_KILL_ROOT": str(lake), "LAKE_KILL_COUNTER": str(counter),
-               "LAKE_KILL_LOG": str(log), "LAKE_KILL_AT": "0"}  # fmt: skip
-    assert _build(spec, killing) == 0
-    changes = [tuple(line.split(" ", 3)[2:]) for line in log.read_text().splitlines()]
-    changes = [(what, path.removeprefix(str(lake))) for what, path in changes]
+    killing, counter = killing_env(env, lake, tmp_path)
+    changes = counted_changes(spec, killing, lake, tmp_path)
     v2 = _views(root)
     assert v2 != v1 and not _verify(root).problems
 

@@ -26,7 +26,7 @@ import netCDF4
 import numpy as np
 import pytest
 import yaml
-from test_publish_kill import KILLPOINT, _build
+from test_publish_kill import _build, counted_changes, killing_env
 
 from lake.samples import write_daily_product
 from lake.stac.verify import verify_lake
@@ -144,13 +144,8 @@ def test_killed_replacements_on_local_disk(tmp_path: Path) -> None:
     _reissue(tmp_path)
     shutil.copytree(lake, tmp_path / "v1")
 
-    counter, log = tmp_path / "counter", tmp_path / "changes"
-    killing = {**env, "PYTHONPATH": os.pathsep.join([str(KILLPOINT), env.get("PYTHONPATH", "")]),
-               "LAKE_KILL_ROOT": str(lake), "LAKE_KILL_COUNTER": str(counter),
-               "LAKE_KILL_LOG": str(log), "LAKE_KILL_AT": "0"}  # fmt: skip
-    assert _build(spec, killing) == 0
-    changes = [tuple(line.split(" ", 3)[2:]) for line in log.read_text().splitlines()]
-    changes = [(what, path.removeprefix(str(lake))) for what, path in changes]
+    killing, counter = killing_env(env, lake, tmp_path)
+    changes = counted_changes(spec, killing, lake, tmp_path)
     v2 = _steps(root)
     changed = [i for i, (a, b) in enumerate(zip(v1["maps"], v2["maps"], strict=True)) if a != b]
     assert changed == [1, 2, 9]

@@ -125,20 +125,21 @@ def plan_cube(
                                      dataset.id)  # fmt: skip
     ntime = len(axis)
     steps = Steps.read(root, dataset.id, base.ntime if base is not None else 0)
+    claimed = claims(axis, infos, keys)
     replacing: list[SourceFile] = []
     replaced: tuple[tuple[int, int], ...] = ()
     if replace and base is not None:
         index_sources(infos, axis)  # one file per step, one grid, all on the axis
         changed: list[int] = []
         by_url = {info.url: info for info in infos}
-        for url, key, lo, end in claims(axis, infos, keys):
+        for url, key, lo, end in claimed:
             hi = min(end, base.ntime)
             if lo < hi and steps.changed(key, lo, hi):
                 _check_against_published(base, by_url[url], dataset.id)
                 replacing.append(by_url[url])
                 changed.extend(range(lo, hi))
         replaced = ranges_of(changed)
-    record = record_of(steps, ntime, [c[1:] for c in claims(axis, infos, keys)])
+    record = record_of(steps, ntime, [c[1:] for c in claimed])
     if not published:  # a first build and no layouts named: by the cube's shape
         published = dict.fromkeys(default_layouts(infos[0].variables))
     lagging = {k: (p.ntime if p else 0) for k, p in published.items()}

@@ -53,9 +53,7 @@ class Steps:
         try:
             raw = gzip.decompress(root.fs().cat_file(root.path(dataset, STEPS)))
             record = StepSources.model_validate_json(raw)
-        except FileNotFoundError:
-            return cls(keys, False)
-        except Exception:  # an unreadable record: adopt the current files, as with none
+        except Exception:  # none, or unreadable: adopt the current files
             return cls(keys, False)
         for key, start, stop in record.files:
             keys[max(0, start) : min(ntime, stop)] = key
