@@ -25,14 +25,13 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
-from measure import run_measured
+from measure import run_measured, worktree
 
 RESULTS = Path(__file__).resolve().parent / "results" / "catalogue.json"
 
@@ -177,17 +176,6 @@ def run(name: str, root: Path, tree: Path | None = None) -> dict[str, Any]:
     return {"step": name, **measured, **extra}
 
 
-def _worktree(work: Path, rev: str) -> Path:
-    tree = work / "against"
-    project = Path(__file__).resolve().parents[1]
-    if tree.exists():
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=project,
-                       check=False, capture_output=True)  # fmt: skip
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=project,
-                   check=True, capture_output=True)  # fmt: skip
-    return tree
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/lake-bench-catalogue")
@@ -206,7 +194,7 @@ def main() -> None:
                "python": platform.python_version()}  # fmt: skip
     report: dict[str, Any] = {"machine": machine, "runs": []}
     print(f"{'items':>8} {'step':<8} {'first run s':>12} {'unchanged s':>12} {'peak RSS':>10}")
-    tree = _worktree(work, args.against) if args.against else None
+    tree = worktree(work, args.against) if args.against else None
     wanted = {int(n) for n in args.sizes.split(",")}
     sizes = ((200_000, ["ours"]), (100_000, ["ours", "floor"]), (10_000, ["ours", "pystac"]))
     for n, steps in ((n, steps) for n, steps in sizes if n in wanted):

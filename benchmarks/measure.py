@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -41,3 +42,16 @@ def run_measured(
     elif status == "ok" and proc.returncode != 0:
         status = f"failed (exit {proc.returncode})"
     return {"status": status, "seconds": time.perf_counter() - started, "peak_rss": peak}
+
+
+def worktree(work: Path, rev: str) -> Path:
+    """A checkout of ``rev`` in ``work/against`` (a git worktree of this project), to time
+    another commit's code in the same run (``PYTHONPATH=<tree>/src``)."""
+    tree = work / "against"
+    project = Path(__file__).resolve().parents[1]
+    if tree.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=project,
+                       check=False, capture_output=True)  # fmt: skip
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=project,
+                   check=True, capture_output=True)  # fmt: skip
+    return tree

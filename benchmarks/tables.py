@@ -14,6 +14,7 @@ DuckDB's postgres scanner is not measured: its extension downloads from
 extensions.duckdb.org at run time.
 
     python benchmarks/tables.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
+    python benchmarks/tables.py --rows 10000000 --steps ours --against HEAD~1   # and that commit
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from measure import run_measured
+from measure import run_measured, worktree
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tables.json"
 QUERY = "SELECT * FROM occurrence"
@@ -182,7 +183,8 @@ def _tree(path: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def bench(admin: str, rows: int, work: Path, steps: list[str]) -> dict[str, Any]:
+def bench(admin: str, rows: int, work: Path, steps: list[str],
+          against: tuple[str, Path] | None = None) -> dict[str, Any]:  # fmt: skip
     dsn, heap = generate(admin, rows)
     results: dict[str, Any] = {"rows": rows, "heap_bytes": heap, "steps": {}}
     psql = shutil.which("psql")
@@ -190,14 +192,19 @@ def bench(admin: str, rows: int, work: Path, steps: list[str]) -> dict[str, Any]
         with open(os.devnull, "wb") as null:
             copy = f"COPY ({QUERY}) TO STDOUT (FORMAT binary)"
             results["steps"]["floor"] = run_measured([psql, dsn, "-qAt", "-c", copy], stdout=null)
-    for name in steps:
+    runs: list[tuple[str, str, Path | None]] = [(name, name, None) for name in steps]
+    if against is not None and "ours" in steps:  # the other commit's build first
+        runs.insert(steps.index("ours"), (f"ours@{against[0]}", "ours", against[1]))
+    for label, name, tree in runs:
         out = work / str(rows) / name
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
+        os.sync()  # nothing of the previous step's output left to write back meanwhile
         cmd = [sys.executable, __file__, "--step", name, "--dsn", dsn, "--out", str(out)]
-        step = run_measured(cmd)
+        env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree / "src")}
+        step = run_measured(cmd, env=env)
         step["files"], step["bytes_out"] = _tree(out)
-        results["steps"][name] = step
+        results["steps"][label] = step
         shutil.rmtree(out, ignore_errors=True)
     return results
 
@@ -230,6 +237,7 @@ def main() -> None:
     parser.add_argument("--rows", default="10000000,20000000", help="table sizes, comma-separated")
     parser.add_argument("--steps", default="ours,connectorx,pandas")
     parser.add_argument("--workdir", default="/tmp/lake-bench-tables")
+    parser.add_argument("--against", help="also time this commit's `lake build`, in the same run")
     parser.add_argument("--step", choices=sorted(STEPS))
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -244,8 +252,12 @@ def main() -> None:
         },
         "sizes": [],
     }
+    against = None
+    if args.against:
+        against = (args.against, worktree(Path(args.workdir), args.against))
+        report["against"] = args.against
     for rows in (int(r) for r in args.rows.split(",")):
-        result = bench(args.dsn, rows, Path(args.workdir), args.steps.split(","))
+        result = bench(args.dsn, rows, Path(args.workdir), args.steps.split(","), against)
         print_table(result)
         report["sizes"].append(result)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

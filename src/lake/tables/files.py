@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,8 @@ class FileTask:
     low: int
     high: int
     """Hilbert range [low, high) of the rows of this file."""
-    staged: list[str]
+    staged: list[tuple[str, list[int]]]
+    """Staging files holding rows of the range, each with the record batches to read."""
     old: list[str]
     """Previously published files of the partition (rewritten without the changed keys)."""
 
@@ -65,25 +65,13 @@ class TableFile:
         return "" if folder == "data" else folder.removeprefix("data/")
 
 
-def _read_range(fs: Any, path: str, low: int, high: int) -> Iterator[pa.Table]:
+def _read_range(fs: Any, path: str, batches: list[int], low: int, high: int) -> pa.Table:
+    """The rows of Hilbert range [low, high) in the given record batches of a staging file."""
     with fs.open(path, "rb") as handle:
-        parquet = pq.ParquetFile(handle)
-        meta = parquet.metadata
-        # Statistics are per leaf column: find the helper column among the leaves.
-        first = meta.row_group(0)
-        column = next(
-            j for j in range(first.num_columns) if first.column(j).path_in_schema == HILBERT
-        )
-        groups = []
-        for i in range(meta.num_row_groups):
-            stats = meta.row_group(i).column(column).statistics
-            if stats is None or not stats.has_min_max or (stats.min < high and stats.max >= low):
-                groups.append(i)
-        if not groups:
-            return
-        table = parquet.read_row_groups(groups)
+        reader = pa.ipc.open_file(handle)
+        table = pa.Table.from_batches([reader.get_batch(i) for i in batches], reader.schema)
     hil = table.column(HILBERT)
-    yield table.filter(pc.and_(pc.greater_equal(hil, low), pc.less(hil, high)))
+    return table.filter(pc.and_(pc.greater_equal(hil, low), pc.less(hil, high)))
 
 
 def _read_old(fs: Any, path: str, low: int, high: int, job: TableJob,
@@ -118,7 +106,8 @@ def matches(table: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
 def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> TableFile | None:
     """Write the rows of one Hilbert range of one partition as one sorted GeoParquet file."""
     fs = job.root.fs()
-    pieces = [t for path in task.staged for t in _read_range(fs, path, task.low, task.high)]
+    pieces = [_read_range(fs, path, batches, task.low, task.high)
+              for path, batches in task.staged if batches]  # fmt: skip
     pieces += [_read_old(fs, path, task.low, task.high, job, changed) for path in task.old]
     pieces = [p for p in pieces if p.num_rows]
     if not pieces:
@@ -144,7 +133,7 @@ def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> Table
     pq.write_table(
         table, sink, compression="zstd", compression_level=3,
         row_group_size=job.row_group_rows, write_statistics=True,
-        store_schema=True,
+        store_schema=True, use_dictionary=repeated_columns(table),
     )  # fmt: skip
     data = sink.getvalue()
     name = f"part-{job.run}-{task.index:05d}.parquet"
@@ -161,6 +150,43 @@ def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> Table
         hashlib.sha256(data).hexdigest(), extent, types, times,
         table.num_rows - valid_rows, platforms,
     )  # fmt: skip
+
+
+DICTIONARY_SAMPLE = 10_000
+REPEATED = 0.5
+"""A column is dictionary-encoded when at most this share of a sample's values are distinct."""
+
+
+def repeated_columns(table: pa.Table) -> list[str]:
+    """The leaf columns (``bbox.xmin`` for a struct's field) worth dictionary-encoding: those
+    whose values repeat (names, flags, dataset ids, a station's position).
+
+    Parquet writers try a dictionary on every column and fall back to plain pages once it
+    grows past a page; for near-unique columns (keys, times, coordinates of moving
+    platforms) that costs twice the encoding time and gives larger files.
+    """
+    n = table.num_rows
+    step = max(1, n // DICTIONARY_SAMPLE)
+    sample = table.take(pa.array(np.arange(0, n, step))) if step > 1 else table
+    out: list[str] = []
+
+    def visit(path: str, column: pa.ChunkedArray | pa.Array) -> None:
+        typ = column.type
+        if pa.types.is_struct(typ):
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            for i in range(typ.num_fields):
+                visit(f"{path}.{typ.field(i).name}", column.field(i))
+        elif not pa.types.is_nested(typ) and _repeats(column):
+            out.append(path)
+
+    for name in table.column_names:
+        visit(name, sample.column(name))
+    return out
+
+
+def _repeats(column: pa.ChunkedArray | pa.Array) -> bool:
+    return len(column) > 0 and pc.count_distinct(column).as_py() <= REPEATED * len(column)
 
 
 PLATFORM_ROLES = {b"trajectory_id", b"timeseries_id"}

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from lake.spec import Dataset
     from lake.storage import Root
     from lake.tables.source import SourcePlan
-    from lake.tables.staging import PartResult
+    from lake.tables.staging import PartResult, StagedPartition
 
 MEMORY_FIX = (
     "lower the table's `staging_mb` and `file_mb` in the spec (a read task holds "
@@ -176,7 +176,7 @@ class Rewrite:
 
     histograms: dict[str, np.ndarray] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
-    staged: dict[str, list[str]] = field(default_factory=dict)
+    staged: dict[str, list[StagedPartition]] = field(default_factory=dict)
     published: dict[str, list[TableFile]] = field(default_factory=dict)
 
     @classmethod
@@ -186,7 +186,7 @@ class Rewrite:
             for key, piece in part.staged.items():
                 out.histograms[key] = out.histograms.get(key, 0) + piece.histogram
                 out.sizes[key] = out.sizes.get(key, 0) + piece.bytes
-                out.staged.setdefault(key, []).append(piece.path)
+                out.staged.setdefault(key, []).append(piece)
         return out
 
     def add_published(self, files: list[TableFile], checked: list[tuple[bool, np.ndarray]]) -> None:
@@ -214,7 +214,8 @@ class Rewrite:
             nfiles = max(1, math.ceil(self.sizes[key] / target))
             olds = [root.path(dataset, f.path) for f in self.published.get(key, [])]
             for i, (low, high) in enumerate(split_ranges(self.histograms[key], nfiles)):
-                out.append(FileTask(key, i, low, high, self.staged[key], olds))
+                staged = [(s.path, s.batches(low, high)) for s in self.staged[key]]
+                out.append(FileTask(key, i, low, high, staged, olds))
         return out
 
 

@@ -3,7 +3,12 @@
 :func:`stage_part` streams one source part, converts types, builds the geometry (WKB, a
 ``bbox`` covering struct) and a Hilbert index, and appends each row to a staging file of its
 partition. Buffers are bounded; every flush is sorted by the Hilbert index, so a staging
-file is a sequence of small sorted row groups that :mod:`lake.tables.files` reads by range.
+file is a sequence of small sorted record batches, each of whose Hilbert range is recorded,
+that :mod:`lake.tables.files` reads by range.
+
+Staging files are Arrow IPC files with LZ4-compressed buffers: they are read once, by the
+file tasks of the same build, so they are written for speed (a fifth of the encoding time of
+zstd Parquet, and read back without decoding pages) rather than for size.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from lake.tables.geometry import GTYPE, Geometries, build_geometry
 from lake.tables.hilbert import HILBERT, HIST_BINS, HIST_SHIFT, hilbert_index
@@ -31,7 +35,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-STAGING_ROW_GROUP = 8192
+STAGING_BATCH = 8192
+"""Rows per staging record batch: the unit a file task skips or reads."""
+STAGING_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @dataclass
@@ -41,6 +47,12 @@ class StagedPartition:
     rows: int = 0
     bytes: int = 0
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    """Each record batch's lowest and highest Hilbert index, in the file's order."""
+
+    def batches(self, low: int, high: int) -> list[int]:
+        """The record batches holding rows of the Hilbert range [low, high)."""
+        return [i for i, (lo, hi) in enumerate(self.ranges) if lo < high and hi >= low]
 
 
 @dataclass
@@ -108,7 +120,7 @@ def stage_part(job: TableJob, part: SourcePart) -> PartResult:
     partition's staging file.
     """
     result = PartResult(part.index)
-    writers: dict[str, pq.ParquetWriter] = {}
+    writers: dict[str, pa.ipc.RecordBatchFileWriter] = {}
     handles: dict[str, Any] = {}
     tables: list[pa.Table] = []
     codes: list[np.ndarray] = []
@@ -135,22 +147,24 @@ def stage_part(job: TableJob, part: SourcePart) -> PartResult:
             piece = table.slice(start, stop - start)
             staged = result.staged.get(key)
             if staged is None:
-                name = f"p{part.index:05d}.parquet"
+                name = f"p{part.index:05d}.arrow"
                 path = job.root.path(job.staging, "rows", key, name) if key else \
                     job.root.path(job.staging, "rows", name)  # fmt: skip
                 staged = result.staged[key] = StagedPartition(key, path)
             staged.rows += stop - start
-            bins = np.minimum(hilbert[order[start:stop]] >> HIST_SHIFT, HIST_BINS - 1)
+            run = hilbert[order[start:stop]]
+            bins = np.minimum(run >> HIST_SHIFT, HIST_BINS - 1)
             staged.histogram += np.bincount(bins, minlength=HIST_BINS)
             if key not in writers:
                 handles[key] = job.root.open_write(staged.path)
-                # Staging is read once: fast zstd, no dictionaries, statistics only where the
-                # file tasks prune row groups.
-                writers[key] = pq.ParquetWriter(
-                    handles[key], piece.schema, compression="zstd", compression_level=1,
-                    use_dictionary=False, write_statistics=[HILBERT],
-                )  # fmt: skip
-            writers[key].write_table(piece, row_group_size=STAGING_ROW_GROUP)
+                writers[key] = pa.ipc.new_file(handles[key], piece.schema, options=STAGING_OPTIONS)
+            offset = 0
+            for batch in piece.to_batches(max_chunksize=STAGING_BATCH):
+                if batch.num_rows:
+                    writers[key].write_batch(batch)
+                    last = offset + batch.num_rows - 1
+                    staged.ranges.append((int(run[offset]), int(run[last])))
+                    offset += batch.num_rows
 
     try:
         for batch in job.reader.read(part):
