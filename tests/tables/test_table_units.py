@@ -282,3 +282,66 @@ def test_point_wkb_matches_shapely() -> None:
     assert got[:2] == [shapely.to_wkb(shapely.Point(a, b), flavor="iso") for a, b in
                        zip(x[:2], y[:2], strict=True)]  # fmt: skip
     assert got[2] is None
+
+
+def test_only_repeating_columns_get_a_dictionary() -> None:
+    """Names and flags repeat and get a dictionary; keys and coordinates do not, nor do
+    lists; a struct's fields are judged one by one, by their Parquet paths."""
+    import pyarrow.parquet as pq
+
+    from lake.tables.files import repeated_columns
+
+    n = 50_000
+    table = pa.table({
+        "id": np.arange(n),
+        "name": pa.array([f"species {i % 40}" for i in range(n)]),
+        "lon": np.linspace(-10, 10, n),
+        "bbox": pa.StructArray.from_arrays(
+            [pa.array(np.arange(n) % 3, pa.float64()), pa.array(np.arange(n, dtype=float))],
+            names=["xmin", "ymin"],
+        ),
+        "tags": pa.array([[1, 2]] * n),
+    })  # fmt: skip
+    chosen = repeated_columns(table)
+    assert chosen == ["name", "bbox.xmin"]
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, use_dictionary=chosen)
+    group = pq.ParquetFile(pa.BufferReader(sink.getvalue())).metadata.row_group(0)
+    encodings = {group.column(j).path_in_schema: group.column(j).encodings
+                 for j in range(group.num_columns)}  # fmt: skip
+    assert "RLE_DICTIONARY" in encodings["name"] and "RLE_DICTIONARY" in encodings["bbox.xmin"]
+    assert "RLE_DICTIONARY" not in encodings["id"] and "RLE_DICTIONARY" not in encodings["lon"]
+
+
+def test_parts_fill_the_last_round_of_reads() -> None:
+    from lake.tables.postgres import _balanced
+
+    assert _balanced(13, 2) == 14
+    assert _balanced(1, 2) == 1 and _balanced(2, 4) == 2
+    assert _balanced(15, 4) == 16
+    assert _balanced(600, 2) == 512
+
+
+def test_file_tasks_come_largest_first(tmp_path: Path) -> None:
+    """Files are written largest first, each staging file with only the record batches that
+    hold rows of the file's range."""
+    from lake.tables.plan import Rewrite
+    from lake.tables.staging import StagedPartition
+
+    small = StagedPartition("year=2001", "s.arrow", rows=10, bytes=10)
+    small.histogram[0] = 10
+    small.ranges = [(0, 5)]
+    large = StagedPartition("year=2002", "l.arrow", rows=300, bytes=300)
+    large.histogram[[1, HIST_BINS - 2]] = 150
+    low_bin, high_bin = 1 << HIST_SHIFT, (HIST_BINS - 2) << HIST_SHIFT
+    large.ranges = [(low_bin, low_bin + 9), (high_bin, high_bin + 9)]
+    rewrite = Rewrite()
+    for piece in (small, large):
+        rewrite.histograms[piece.key] = piece.histogram
+        rewrite.sizes[piece.key] = piece.bytes
+        rewrite.staged[piece.key] = [piece]
+    tasks = rewrite.tasks(Root(str(tmp_path)), "occ", file_mb=200 / 2**20)
+    assert [(t.key, t.index) for t in tasks] == [("year=2002", 0), ("year=2002", 1),
+                                                 ("year=2001", 0)]  # fmt: skip
+    assert [t.staged for t in tasks] == [[("l.arrow", [0])], [("l.arrow", [1])],
+                                         [("s.arrow", [0])]]  # fmt: skip

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 from lake.tables.geometry import GTYPE, geo_metadata, geometry_type_names, old_geometry_codes
 from lake.tables.hilbert import HILBERT, bbox_hilbert
 from lake.tables.partitions import partition_values
-from lake.tables.staging import releasing_memory
+from lake.tables.staging import releasing_memory, staging_source
 
 if TYPE_CHECKING:
+    from lake.storage import Root
     from lake.tables.job import TableJob
 
 
@@ -65,12 +66,15 @@ class TableFile:
         return "" if folder == "data" else folder.removeprefix("data/")
 
 
-def _read_range(fs: Any, path: str, batches: list[int], low: int, high: int) -> pa.Table:
+def _read_range(root: Root, path: str, batches: list[int], low: int, high: int) -> pa.Table:
     """The rows of Hilbert range [low, high) in the given record batches of a staging file."""
-    with fs.open(path, "rb") as handle:
+    with staging_source(root, path) as handle:
         reader = pa.ipc.open_file(handle)
         table = pa.Table.from_batches([reader.get_batch(i) for i in batches], reader.schema)
     hil = table.column(HILBERT)
+    bounds = pc.min_max(hil).as_py()
+    if bounds["min"] is None or (bounds["min"] >= low and bounds["max"] < high):
+        return table  # every row is in the range: no copy
     return table.filter(pc.and_(pc.greater_equal(hil, low), pc.less(hil, high)))
 
 
@@ -106,7 +110,7 @@ def matches(table: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
 def write_file(job: TableJob, task: FileTask, changed: pa.Table | None) -> TableFile | None:
     """Write the rows of one Hilbert range of one partition as one sorted GeoParquet file."""
     fs = job.root.fs()
-    pieces = [_read_range(fs, path, batches, task.low, task.high)
+    pieces = [_read_range(job.root, path, batches, task.low, task.high)
               for path, batches in task.staged if batches]  # fmt: skip
     pieces += [_read_old(fs, path, task.low, task.high, job, changed) for path in task.old]
     pieces = [p for p in pieces if p.num_rows]

@@ -207,16 +207,20 @@ class Rewrite:
         return set(self.histograms)
 
     def tasks(self, root: Root, dataset: str, file_mb: float) -> list[FileTask]:
-        """One task per output file: a Hilbert range of about ``file_mb`` of rows."""
+        """One task per output file: a Hilbert range of about ``file_mb`` of rows. The
+        largest come first, so that no large file is left to write alone at the end."""
         target = int(file_mb * 2**20)
-        out: list[FileTask] = []
+        out: list[tuple[int, FileTask]] = []
         for key in sorted(self.histograms):
             nfiles = max(1, math.ceil(self.sizes[key] / target))
             olds = [root.path(dataset, f.path) for f in self.published.get(key, [])]
-            for i, (low, high) in enumerate(split_ranges(self.histograms[key], nfiles)):
+            histogram = self.histograms[key]
+            for i, (low, high) in enumerate(split_ranges(histogram, nfiles)):
                 staged = [(s.path, s.batches(low, high)) for s in self.staged[key]]
-                out.append(FileTask(key, i, low, high, staged, olds))
-        return out
+                rows = int(histogram[low >> HIST_SHIFT : high >> HIST_SHIFT].sum())
+                out.append((rows, FileTask(key, i, low, high, staged, olds)))
+        out.sort(key=lambda pair: -pair[0])
+        return [task for _, task in out]
 
 
 def next_manifest(

@@ -232,7 +232,7 @@ class Session:
             return self._split_by_value(described, split, where, base, wanted, workers, compose)
         if not described.ctid_split:
             return [Part(0, compose([]))]
-        n = wanted or max(1, min(512, math.ceil(described.heap_bytes / PART_BYTES)))
+        n = wanted or _balanced(math.ceil(described.heap_bytes / PART_BYTES), workers)
         if n == 1 or described.heap_pages < 2:
             return [Part(0, compose([]))]
         n = min(n, described.heap_pages)
@@ -279,7 +279,7 @@ class Session:
         default = (
             math.ceil(described.heap_bytes / PART_BYTES) if described.heap_bytes else 4 * workers
         )
-        n = max(1, min(512, wanted or default))
+        n = max(1, min(512, wanted or _balanced(default, workers)))
         edges = _edges(low, high, n)
         parts = []
         for i in range(len(edges) - 1):
@@ -294,6 +294,14 @@ class Session:
                 )]  # fmt: skip
             parts.append(Part(i, compose(extra)))
         return parts
+
+
+def _balanced(n: int, workers: int) -> int:
+    """``n`` parts rounded up to a multiple of the workers (at most 512), so that the last
+    round of reads keeps every worker busy."""
+    if n > workers:
+        n = -(-n // workers) * workers
+    return max(1, min(512, n))
 
 
 def _edges(low: Any, high: Any, n: int) -> list[Any]:

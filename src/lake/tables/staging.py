@@ -14,6 +14,7 @@ zstd Parquet, and read back without decoding pages) rather than for size.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -29,6 +30,7 @@ from lake.tables.source import COUNTED
 from lake.tables.types import convert_types
 
 if TYPE_CHECKING:
+    from lake.storage import Root
     from lake.tables.job import TableJob
     from lake.tables.source import SourcePart
 
@@ -94,11 +96,32 @@ def prepare(batch: pa.RecordBatch, job: TableJob) -> tuple[pa.Table, Geometries,
     return table, geoms, invalid
 
 
-def releasing_memory(task: Callable[P, R]) -> Callable[P, R]:
-    """Give the Arrow memory pool's freed pages back to the system when a task ends.
+RELEASE_FRACTION = 0.5
+"""Share of a worker's memory limit above which a task hands its freed pages back."""
 
-    The pool keeps them for reuse; the worker's RSS would stay at the task's peak, and
-    Dask pauses a worker whose RSS passes 80% of its limit, even though nothing is held.
+
+def staging_sink(root: Root, path: str) -> Any:
+    """A file to write a staging file to: Arrow's own on local disk (no Python in the
+    write path), else the storage's."""
+    if root.local:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return pa.OSFile(path, "wb")
+    return root.open_write(path)
+
+
+def staging_source(root: Root, path: str) -> Any:
+    """A staging file to read record batches from: memory-mapped on local disk."""
+    return pa.memory_map(path) if root.local else root.fs().open(path, "rb")
+
+
+def releasing_memory(task: Callable[P, R]) -> Callable[P, R]:
+    """Give the Arrow memory pool's freed pages back to the system when a task ends and the
+    worker's memory runs high (always, outside a worker with a memory limit).
+
+    The pool keeps them for reuse, and the worker's RSS stays at the task's peak: Dask
+    pauses a worker whose RSS passes 80% of its limit, even though nothing is held. Below
+    half the limit they stay for the next task, which otherwise faults every page in again
+    (a tenth of a table build's time, measured).
     """
 
     @functools.wraps(task)
@@ -106,9 +129,27 @@ def releasing_memory(task: Callable[P, R]) -> Callable[P, R]:
         try:
             return task(*args, **kwargs)
         finally:
-            pa.default_memory_pool().release_unused()
+            limit = _memory_limit()
+            if limit is None or _rss() > RELEASE_FRACTION * limit:
+                pa.default_memory_pool().release_unused()
 
     return run
+
+
+def _memory_limit() -> int | None:
+    try:
+        from distributed import get_worker
+
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError):
+        return None
+    return int(limit) if limit else None
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 @releasing_memory
@@ -136,7 +177,10 @@ def stage_part(job: TableJob, part: SourcePart) -> PartResult:
         tables.clear()
         codes.clear()
         hilbert = table.column(HILBERT).to_numpy()
-        order = np.lexsort((hilbert, code))
+        # One int64 key, partition code above the Hilbert index (below 2**33): a sixth of
+        # the time of a two-key lexsort.
+        order = np.argsort((code << 33) | hilbert) if len(paths) < 2**30 else \
+            np.lexsort((hilbert, code))  # fmt: skip
         table = table.take(pa.array(order))
         code = code[order]
         bounds = np.searchsorted(code, np.arange(len(paths) + 1))
@@ -156,7 +200,7 @@ def stage_part(job: TableJob, part: SourcePart) -> PartResult:
             bins = np.minimum(run >> HIST_SHIFT, HIST_BINS - 1)
             staged.histogram += np.bincount(bins, minlength=HIST_BINS)
             if key not in writers:
-                handles[key] = job.root.open_write(staged.path)
+                handles[key] = staging_sink(job.root, staged.path)
                 writers[key] = pa.ipc.new_file(handles[key], piece.schema, options=STAGING_OPTIONS)
             offset = 0
             for batch in piece.to_batches(max_chunksize=STAGING_BATCH):
