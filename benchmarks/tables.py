@@ -221,11 +221,11 @@ def print_table(result: dict[str, Any]) -> None:
     rows = result["rows"]
     print(f"\n{rows:,} rows, table heap {_fmt(result['heap_bytes'])}")
     floor = result["steps"].get("floor", {}).get("seconds")
-    print(f"{'step':<12}{'status':<24}{'seconds':>9}{'× floor':>9}{'rows/s':>12}"
+    print(f"{'step':<16}{'status':<24}{'seconds':>9}{'× floor':>9}{'rows/s':>12}"
           f"{'peak RSS':>12}{'files':>7}{'output':>12}")  # fmt: skip
     for name, step in result["steps"].items():
         ratio = f"{step['seconds'] / floor:.2f}" if floor else "-"
-        print(f"{name:<12}{step['status']:<24}{step['seconds']:>9.1f}{ratio:>9}"
+        print(f"{name:<16}{step['status']:<24}{step['seconds']:>9.1f}{ratio:>9}"
               f"{rows / step['seconds']:>12,.0f}{_fmt(step['peak_rss']):>12}"
               f"{step.get('files', '-'):>7}{_fmt(step.get('bytes_out', 0)):>12}")  # fmt: skip
 
