@@ -7,8 +7,8 @@ file is a sequence of small sorted record batches, each of whose Hilbert range i
 that :mod:`lake.tables.files` reads by range.
 
 Staging files are Arrow IPC files with LZ4-compressed buffers: they are read once, by the
-file tasks of the same build, so they are written for speed (a fifth of the encoding time of
-zstd Parquet, and read back without decoding pages) rather than for size.
+file tasks of the same build, so they are written for speed (less than half the encoding
+time of zstd Parquet, and read back without decoding pages) rather than for size.
 """
 
 from __future__ import annotations
@@ -96,10 +96,6 @@ def prepare(batch: pa.RecordBatch, job: TableJob) -> tuple[pa.Table, Geometries,
     return table, geoms, invalid
 
 
-RELEASE_FRACTION = 0.5
-"""Share of a worker's memory limit above which a task hands its freed pages back."""
-
-
 def staging_sink(root: Root, path: str) -> Any:
     """A file to write a staging file to: Arrow's own on local disk (no Python in the
     write path), else the storage's."""
@@ -112,6 +108,10 @@ def staging_sink(root: Root, path: str) -> Any:
 def staging_source(root: Root, path: str) -> Any:
     """A staging file to read record batches from: memory-mapped on local disk."""
     return pa.memory_map(path) if root.local else root.fs().open(path, "rb")
+
+
+RELEASE_FRACTION = 0.5
+"""Share of a worker's memory limit above which a task hands its freed pages back."""
 
 
 def releasing_memory(task: Callable[P, R]) -> Callable[P, R]:
