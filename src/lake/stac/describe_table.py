@@ -84,7 +84,13 @@ class _Overview:
                 if len(self.sample) == 2 * SAMPLE_FILES:
                     self.sample, self.stride = self.sample[::2], self.stride * 2
             self.with_bbox += 1
-            self.bbox = _union([self.bbox, info.bbox])
+            box = info.bbox
+            if self.bbox is None:
+                self.bbox = [float(v) for v in box]
+            else:  # in place: this runs once per file
+                bbox = self.bbox
+                bbox[0], bbox[1] = min(bbox[0], box[0]), min(bbox[1], box[1])
+                bbox[2], bbox[3] = max(bbox[2], box[2]), max(bbox[3], box[3])
         if info.time and info.time[0]:
             self.start = min(self.start or info.time[0], info.time[0])
         if info.time and info.time[1]:
@@ -104,6 +110,8 @@ def _union(boxes: list[list[float] | None]) -> list[float] | None:
     real = [b for b in boxes if b]
     if not real:
         return None
+    if len(real) == 1:
+        return [float(v) for v in real[0]]
     return [float(min(b[0] for b in real)), float(min(b[1] for b in real)),
             float(max(b[2] for b in real)), float(max(b[3] for b in real))]  # fmt: skip
 
