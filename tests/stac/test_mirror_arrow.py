@@ -61,3 +61,48 @@ def test_items_with_proj_geometry_go_through_stac_geoparquet() -> None:
     items = _items()[:10]
     items[3]["properties"]["proj:geometry"] = _polygon(3)
     _same(items_to_arrow(copy.deepcopy(items)), stac_items_to_arrow(copy.deepcopy(items)))
+
+
+def test_the_collector_is_paused_only_while_the_mirror_converts(tmp_path: Any) -> None:
+    """The mirror is written whole from its documents, the cycle collector is off while
+    chunks are converted, and afterwards it is as it was, even when a document is bad."""
+    import gc
+
+    import orjson
+    import pyarrow.parquet as pq
+    import pytest
+
+    from lake.stac import mirror
+    from lake.storage import Root
+
+    seen: list[bool] = []
+    real = mirror.items_to_arrow
+
+    def spying(items: list[dict[str, Any]]) -> Any:
+        seen.append(gc.isenabled())
+        return real(items)
+
+    root = Root(str(tmp_path / "lake"))
+    (tmp_path / "lake" / "occ").mkdir(parents=True)
+    documents = [orjson.dumps(item) for item in _items()]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(mirror, "items_to_arrow", spying)
+    try:
+        assert gc.isenabled()
+        (tmp_path / "t1").mkdir()
+        assert mirror.write_mirror(root, "occ", iter(documents), str(tmp_path / "t1"))
+        assert seen == [False] and gc.isenabled()
+        table = pq.read_table(tmp_path / "lake" / "occ" / "items.parquet")
+        assert table.num_rows == len(documents)
+        (tmp_path / "t2").mkdir()
+        with pytest.raises(orjson.JSONDecodeError):
+            mirror.write_mirror(root, "occ", iter([documents[0], b"{not json"]),
+                                str(tmp_path / "t2"))  # fmt: skip
+        assert gc.isenabled()
+        gc.disable()
+        (tmp_path / "t3").mkdir()
+        mirror.write_mirror(root, "occ", iter(documents), str(tmp_path / "t3"))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        mp.undo()
