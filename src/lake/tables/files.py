@@ -1,10 +1,10 @@
 """Final files: the rows of one Hilbert range of one partition as one sorted GeoParquet file.
 
-:func:`write_file` gathers the rows of its range from the staging files (row groups outside
-the range are skipped by their statistics) and, for an incremental build, from the
+:func:`write_file` gathers the rows of its range from the staging files (only the record
+batches whose recorded Hilbert range overlaps it) and, for an incremental build, from the
 partition's published files (without the changed keys), sorts them, and writes one file:
-zstd, row groups of ``row_group_rows``, ``geo`` metadata with the file's bbox and geometry
-types. Files are written below the staging prefix and moved into ``data/`` by the commit
+zstd, row groups of ``row_group_rows``, dictionaries for the columns whose values repeat,
+``geo`` metadata with the file's bbox and geometry types. Files are written below the staging prefix and moved into ``data/`` by the commit
 (:mod:`lake.tables.manifest`).
 """
 
