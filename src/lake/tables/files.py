@@ -4,8 +4,8 @@
 batches whose recorded Hilbert range overlaps it) and, for an incremental build, from the
 partition's published files (without the changed keys), sorts them, and writes one file:
 zstd, row groups of ``row_group_rows``, dictionaries for the columns whose values repeat,
-``geo`` metadata with the file's bbox and geometry types. Files are written below the staging prefix and moved into ``data/`` by the commit
-(:mod:`lake.tables.manifest`).
+``geo`` metadata with the file's bbox and geometry types. Files are written below the
+staging prefix and moved into ``data/`` by the commit (:mod:`lake.tables.manifest`).
 """
 
 from __future__ import annotations
