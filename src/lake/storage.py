@@ -164,19 +164,8 @@ class Root:
         if not objects:
             return
         if self.local:
-            # As :meth:`put`, with each folder made once and one random token per call:
-            # a catalogue writes 100,000 item documents in one call.
-            made: set[str] = set()
-            token = uuid.uuid4().hex
-            for number, (path, data) in enumerate(objects.items()):
-                folder = os.path.dirname(path)
-                if folder not in made:
-                    os.makedirs(folder, exist_ok=True)
-                    made.add(folder)
-                tmp = f"{path}.{token}-{number}.partial"
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
+            for path, data in objects.items():
+                self.put(path, data)
         else:
             self.fs().pipe(dict(objects))
 

@@ -345,3 +345,35 @@ def test_file_tasks_come_largest_first(tmp_path: Path) -> None:
                                                  ("year=2001", 0)]  # fmt: skip
     assert [t.staged for t in tasks] == [[("l.arrow", [0])], [("l.arrow", [1])],
                                          [("s.arrow", [0])]]  # fmt: skip
+
+
+def test_freed_arrow_memory_is_kept_only_below_half_the_worker_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task's freed Arrow pages stay for the next task while the worker is below half its
+    memory limit; above it, or outside a worker, they are handed back when the task ends,
+    also when it fails."""
+    from lake.tables import staging
+
+    released: list[int] = []
+
+    class Pool:
+        def release_unused(self) -> None:
+            released.append(1)
+
+    monkeypatch.setattr(staging.pa, "default_memory_pool", Pool)
+
+    @staging.releasing_memory
+    def task(fail: bool = False) -> int:
+        if fail:
+            raise ValueError("boom")
+        return 7
+
+    assert task() == 7 and len(released) == 1  # no worker here: always released
+    monkeypatch.setattr(staging, "_memory_limit", lambda: 1000)
+    monkeypatch.setattr(staging, "_rss", lambda: 400)
+    assert task() == 7 and len(released) == 1  # below half: kept
+    monkeypatch.setattr(staging, "_rss", lambda: 600)
+    with pytest.raises(ValueError):
+        task(fail=True)
+    assert len(released) == 2

@@ -177,10 +177,9 @@ def stage_part(job: TableJob, part: SourcePart) -> PartResult:
         tables.clear()
         codes.clear()
         hilbert = table.column(HILBERT).to_numpy()
-        # One int64 key, partition code above the Hilbert index (below 2**33): a sixth of
-        # the time of a two-key lexsort.
-        order = np.argsort((code << 33) | hilbert) if len(paths) < 2**30 else \
-            np.lexsort((hilbert, code))  # fmt: skip
+        # One int64 key, partition code above the Hilbert index (below 2**33; a part has
+        # far fewer than 2**30 partitions): a sixth of the time of a two-key lexsort.
+        order = np.argsort((code << 33) | hilbert)
         table = table.take(pa.array(order))
         code = code[order]
         bounds = np.searchsorted(code, np.arange(len(paths) + 1))
