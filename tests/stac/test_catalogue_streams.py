@@ -282,3 +282,18 @@ def test_a_damaged_digest_record_is_named_with_its_fix(tmp_path: Path) -> None:
     record.unlink()
     assert write_catalogue(Root(str(root)), _spec(root)).written == 5
     assert not verify_lake(Root(str(root))).problems
+
+
+def test_items_that_cannot_be_written_stop_the_catalogue(tmp_path: Path) -> None:
+    """When the helper process cannot write the item documents (here a file stands where
+    their folder goes), the catalogue stops with one message naming the items' folder,
+    and no collection links items that were never written."""
+    from lake.errors import TargetError
+
+    root = tmp_path / "lake"
+    _write_manifest(root, _files(root, 12, _sample_file()))
+    (root / "occ" / "items").write_bytes(b"not a folder")
+    with pytest.raises(TargetError, match=r"occ/items: could not be written") as caught:
+        write_catalogue(Root(str(root)), _spec(root))
+    assert "free space and permissions" in str(caught.value)
+    assert not (root / "occ" / "collection.json").exists()
