@@ -11,7 +11,8 @@ the catalogue reads them: the first file's schema and the thumbnail's sample), t
 - ``pystac``: the same 10,000 items as ``pystac.Item`` objects added to a collection, then
   ``normalize_hrefs`` + ``save`` (the path pystac issue #1207 measured at ~106 s).
 
-Each step runs in its own process; wall time and peak RSS of that process.
+Each step runs in its own process; wall time and peak RSS of its process tree (the
+writer's helper processes included).
 
     python benchmarks/catalogue.py
     python benchmarks/catalogue.py --against HEAD~1 --sizes 100000   # and that commit's writer

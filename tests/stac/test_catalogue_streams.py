@@ -193,19 +193,31 @@ def test_a_table_without_files_has_a_valid_collection(tmp_path: Path) -> None:
     assert not (root / "occ" / "items.parquet").exists()
 
 
-def _traced_peak(root: Path, n: int, data: bytes) -> int:
+def _traced_peak(root: Path, n: int, data: bytes) -> tuple[int, int]:
+    """Peak Python memory of the writer, and of converting its mirror (which a helper
+    process does, out of the writer's sight)."""
     _write_manifest(root, _files(root, n, data))
     tracemalloc.start()
     try:
         write_catalogue(Root(str(root)), _spec(root))
-        return tracemalloc.get_traced_memory()[1]
+        writer = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    documents = (p.read_bytes() for p in sorted((root / "occ" / "items").glob("*.json")))
+    (root / "tmp").mkdir()
+    tracemalloc.start()
+    try:
+        mirror.convert_mirror(documents, str(root / "tmp"), str(root / "mirror.parquet"),
+                              mirror.MIRROR_CHUNK)  # fmt: skip
+        return writer, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
 
-def traced_peaks(folder: str) -> list[int]:
-    """Peak Python memory of writing the catalogue of 800 and of 3,200 items, after a
-    warm-up (imports are not what is measured). Run in a fresh interpreter by the test."""
+def traced_peaks(folder: str) -> list[tuple[int, int]]:
+    """Peak Python memory of writing the catalogue of 800 and of 3,200 items, and of
+    converting their mirrors, after a warm-up (imports are not what is measured). Run in a
+    fresh interpreter by the test."""
     # Small batches so that both sizes span many of them (the defaults hold 5,000 item
     # documents and 10,000 mirror rows at a time).
     catalog.ITEM_BATCH, mirror.MIRROR_CHUNK = 100, 200
@@ -226,11 +238,12 @@ def test_memory_does_not_grow_with_the_number_of_items(tmp_path: Path) -> None:
     here = f"{Path(__file__).parent},{Path(__file__).parents[1]}"
     done = subprocess.run([sys.executable, "-c", code, here, str(tmp_path)],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    small, large = json.loads(done.stdout.splitlines()[-1])
+    (small, small_mirror), (large, large_mirror) = json.loads(done.stdout.splitlines()[-1])
     # Four times the items: 4.1 and 4.0 MB measured. Keeping each item's dict during the
     # items pass gives 4.1 and 8.3 MB (measured); the writer held about 3 KB an item
     # before it streamed.
     assert large < small * 1.3, (small, large)
+    assert large_mirror < small_mirror * 1.3, (small_mirror, large_mirror)
 
 
 def test_catalogued_files_without_reading_every_item(
@@ -297,3 +310,28 @@ def test_items_that_cannot_be_written_stop_the_catalogue(tmp_path: Path) -> None
         write_catalogue(Root(str(root)), _spec(root))
     assert "free space and permissions" in str(caught.value)
     assert not (root / "occ" / "collection.json").exists()
+
+
+def test_a_mirror_that_cannot_be_converted_stops_the_catalogue(tmp_path: Path) -> None:
+    """When the helper process cannot convert the mirror (here its spool is gone), the
+    catalogue stops with one message naming the mirror, and neither a mirror nor a
+    collection is published."""
+    from lake.errors import TargetError
+
+    root = tmp_path / "lake"
+    _write_manifest(root, _files(root, 12, _sample_file()))
+    real = catalog.MirrorJob
+
+    def spool_gone(spool: str, tmp: str) -> mirror.MirrorJob:
+        return real(f"{spool}.gone", tmp)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(catalog, "MirrorJob", spool_gone)
+        with pytest.raises(TargetError, match=r"occ/items.parquet: could not be written"):
+            write_catalogue(Root(str(root)), _spec(root))
+    assert not (root / "occ" / "items.parquet").exists()
+    assert not (root / "occ" / "collection.json").exists()
+    # The next run, with nothing in the way, publishes the whole catalogue.
+    write_catalogue(Root(str(root)), _spec(root))
+    assert (root / "occ" / "items.parquet").exists()
+    assert not verify_lake(Root(str(root))).problems

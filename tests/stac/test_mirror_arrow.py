@@ -73,7 +73,6 @@ def test_the_collector_is_paused_only_while_the_mirror_converts(tmp_path: Any) -
     import pytest
 
     from lake.stac import mirror
-    from lake.storage import Root
 
     seen: list[bool] = []
     real = mirror.items_to_arrow
@@ -82,26 +81,24 @@ def test_the_collector_is_paused_only_while_the_mirror_converts(tmp_path: Any) -
         seen.append(gc.isenabled())
         return real(items)
 
-    root = Root(str(tmp_path / "lake"))
-    (tmp_path / "lake" / "occ").mkdir(parents=True)
     documents = [orjson.dumps(item) for item in _items()]
     mp = pytest.MonkeyPatch()
     mp.setattr(mirror, "items_to_arrow", spying)
     try:
         assert gc.isenabled()
         (tmp_path / "t1").mkdir()
-        assert mirror.write_mirror(root, "occ", iter(documents), str(tmp_path / "t1"))
+        out = str(tmp_path / "items.parquet")
+        assert mirror.convert_mirror(iter(documents), str(tmp_path / "t1"), out)
         assert seen == [False] and gc.isenabled()
-        table = pq.read_table(tmp_path / "lake" / "occ" / "items.parquet")
-        assert table.num_rows == len(documents)
+        assert pq.read_table(out).num_rows == len(documents)
         (tmp_path / "t2").mkdir()
         with pytest.raises(orjson.JSONDecodeError):
-            mirror.write_mirror(root, "occ", iter([documents[0], b"{not json"]),
-                                str(tmp_path / "t2"))  # fmt: skip
+            mirror.convert_mirror(iter([documents[0], b"{not json"]), str(tmp_path / "t2"),
+                                  str(tmp_path / "bad.parquet"))  # fmt: skip
         assert gc.isenabled()
         gc.disable()
         (tmp_path / "t3").mkdir()
-        mirror.write_mirror(root, "occ", iter(documents), str(tmp_path / "t3"))
+        mirror.convert_mirror(iter(documents), str(tmp_path / "t3"), out)
         assert not gc.isenabled()
     finally:
         gc.enable()

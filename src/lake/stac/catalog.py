@@ -27,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,11 +44,13 @@ from lake.stac.collection import (
 )
 from lake.stac.describe import STAC_VERSION, describe
 from lake.stac.fair import write_fair
-from lake.stac.mirror import write_mirror
+from lake.stac.helper import HelperProcess
+from lake.stac.mirror import MirrorJob, read_spool
 from lake.stac.thumbnails import published_key
 
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
+    from lake.stac.thumbnails import Picture
     from lake.storage import Root
     from lake.tables.manifest import Manifest
 
@@ -107,6 +107,8 @@ class _Spool:
         """Every item document: a line ``+ id`` (to write) or ``= id`` (unchanged), then
         the document's line."""
         self.count = 0
+        self.located = 0
+        """Items with a geometry: the mirror's rows."""
         self.writes = 0
         self.replacements = 0
         self.removals = 0
@@ -124,9 +126,7 @@ class _Spool:
 
     def read_documents(self) -> Iterator[tuple[str, bytes, bool]]:
         """(id, document, whether it is to be written), in id order."""
-        with open(f"{self.folder}/documents", "rb") as handle:
-            while line := handle.readline():
-                yield line[2:-1].decode(), handle.readline()[:-1], line[:1] == b"+"
+        return read_spool(f"{self.folder}/documents")
 
 
 def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spool: _Spool,
@@ -149,6 +149,7 @@ def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spoo
         data = dumps(item_with_links(item, spec, dataset))
         digest = hashlib.sha256(data).hexdigest()
         item_id = item["id"]
+        spool.located += bool(item.get("geometry"))
         if item_id <= last:
             raise RuntimeError(f"items of {dataset} are not in id order at {item_id!r}")
         last = item_id
@@ -210,40 +211,36 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             # Published items are about to change: record both versions first.
             digests.write(root, dataset.id, _merge(spool.entries("replaced"),
                                                    digests.read(root, dataset.id)))  # fmt: skip
-        writer = _ItemWriter(root, dataset.id, spool)
+        mirror = root.path(dataset.id, "items.parquet")
+        has_mirror = spool.located > 0
+        # The mirror is converted, and the item documents written, by helper processes
+        # while this one draws the thumbnail and writes the portals' documents.
+        job = None
+        if has_mirror and (spool.writes or spool.removals or not fs.exists(mirror)):
+            job = MirrorJob(f"{tmp}/documents", tmp)
+        writer = None
         try:
-            mirror = root.path(dataset.id, "items.parquet")
-            if spool.writes or spool.removals or not fs.exists(mirror):
-                has_mirror = write_mirror(
-                    root, dataset.id, (d for _, d, _ in spool.read_documents()), tmp
-                )
-            else:  # the same items as the published mirror holds
-                has_mirror = True
-        finally:
+            writer = _ItemWriter(root, dataset.id, spool)
+            picture = d.thumbnail() if d.thumbnail else None
+            has_overview = _write_pictures(root, dataset.id, picture)
+            collection = collection_document(spec, dataset, d, picture is not None,
+                                             has_mirror, has_overview)  # fmt: skip
+            # The portals' documents first: the collection links them.
+            result.documents.update(write_fair(root, spec, dataset, collection))
             writer.wait()
-        result.written += spool.writes
-        picture = d.thumbnail() if d.thumbnail else None
-        thumbnail = root.path(dataset.id, "thumbnail.png")
-        if picture is not None and published_key(root, thumbnail) != picture.key:
-            root.put(thumbnail, picture.draw())
-        overview = root.path(dataset.id, "overview.png")
-        has_overview = picture is not None and picture.overview is not None
-        if (
-            picture is not None
-            and picture.overview is not None
-            and published_key(root, overview) != picture.key
-        ):
-            root.put(overview, picture.overview())
-        if spool.writes or spool.removals or stale:
-            # Items to remove keep their digests until the collection no longer links them.
-            # Every item document is now written from this manifest version.
-            entries = _merge(spool.entries("new"), spool.entries("removing"))
-            digests.write(root, dataset.id, entries, d.version)
+            result.written += spool.writes
+            if spool.writes or spool.removals or stale:
+                # Items to remove keep their digests until the collection no longer links
+                # them. Every item document is now written from this manifest version.
+                entries = _merge(spool.entries("new"), spool.entries("removing"))
+                digests.write(root, dataset.id, entries, d.version)
+            if job is not None:
+                _place_mirror(root, dataset.id, job)
+        finally:
+            for helper in (job, writer):
+                if helper is not None:
+                    helper.stop()
         path = f"{dataset.id}/collection.json"
-        collection = collection_document(spec, dataset, d, picture is not None, has_mirror,
-                                         has_overview)  # fmt: skip
-        # The portals' documents first: the collection links them.
-        result.documents.update(write_fair(root, spec, dataset, collection))
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
         result.documents[path] = digest
         result.collections += 1
@@ -252,6 +249,36 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
             digests.write(root, dataset.id, spool.entries("new"), d.version)
         if not has_mirror and fs.exists(mirror):  # no item left with a geometry
             fs.rm(mirror)
+
+
+def _write_pictures(root: Root, dataset: str, picture: Picture | None) -> bool:
+    """Write the thumbnail and the overview when they changed; whether there is an
+    overview."""
+    if picture is None:
+        return False
+    thumbnail = root.path(dataset, "thumbnail.png")
+    if published_key(root, thumbnail) != picture.key:
+        root.put(thumbnail, picture.draw())
+    if picture.overview is None:
+        return False
+    overview = root.path(dataset, "overview.png")
+    if published_key(root, overview) != picture.key:
+        root.put(overview, picture.overview())
+    return True
+
+
+def _place_mirror(root: Root, dataset: str, job: MirrorJob) -> None:
+    """Publish the mirror the helper converted (whole: a rename or one upload)."""
+    try:
+        local = job.wait()
+    except RuntimeError as error:
+        raise TargetError(
+            f"{root.display}/{dataset}/items.parquet",
+            f"could not be written ({error})",
+            "check the free space of the temporary folder (TMPDIR)",
+        ) from None
+    if local is not None:
+        root.put_file(local, root.path(dataset, "items.parquet"))
 
 
 # Writes the item documents of a spool (``+ id`` lines) into a local folder, each through a
@@ -278,36 +305,37 @@ with open(spool, "rb") as handle:
 class _ItemWriter:
     """Writes a collection's changed item documents while the mirror is converted.
 
-    On local disk a helper process writes them: that is system calls, the mirror is CPU,
-    and two threads of one process slowed each other down (1.7x slower than one after the
+    On local disk a helper process writes them: that is system calls, the rest is CPU, and
+    two threads of one process slowed each other down (1.7x slower than one after the
     other, measured at 100,000 items: the GIL). On object storage they are concurrent
-    PUTs, sent before the mirror."""
+    PUTs, sent at once."""
 
     def __init__(self, root: Root, dataset: str, spool: _Spool) -> None:
         self.root, self.dataset = root, dataset
-        self.helper: subprocess.Popen[bytes] | None = None
+        self.helper: HelperProcess | None = None
         if not spool.writes:
             return
         if not root.local:
             _write_items(root, dataset, spool)
             return
-        self.helper = subprocess.Popen(
-            [sys.executable, "-c", _WRITE_ITEMS, f"{spool.folder}/documents",
-             root.path(dataset, "items"), uuid.uuid4().hex],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        self.helper = HelperProcess(_WRITE_ITEMS, f"{spool.folder}/documents",
+                                    root.path(dataset, "items"), uuid.uuid4().hex)  # fmt: skip
 
     def wait(self) -> None:
         if self.helper is None:
             return
-        _, errors = self.helper.communicate()
-        if self.helper.returncode:
-            lines = errors.decode(errors="replace").strip().splitlines()
+        try:
+            self.helper.wait()
+        except RuntimeError as error:
             raise TargetError(
                 f"{self.root.display}/{self.dataset}/items",
-                f"could not be written ({lines[-1] if lines else self.helper.returncode})",
+                f"could not be written ({error})",
                 "check the free space and permissions of the lake's folder",
-            )
+            ) from None
+
+    def stop(self) -> None:
+        if self.helper is not None:
+            self.helper.stop()
 
 
 def _write_items(root: Root, dataset: str, spool: _Spool) -> None:

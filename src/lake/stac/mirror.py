@@ -1,4 +1,9 @@
-"""The stac-geoparquet mirror of a collection's items (``<dataset>/items.parquet``)."""
+"""The stac-geoparquet mirror of a collection's items (``<dataset>/items.parquet``).
+
+The catalogue converts it in a helper process (:func:`main`) from its spool of item
+documents, while its own process draws the thumbnail, writes the portals' documents and
+waits for the item documents to be written: the conversion is CPU, and so are they.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import contextlib
 import gc
 import itertools
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,15 +19,23 @@ import orjson
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from lake.storage import Root
-
 MIRROR_CHUNK = 10_000
 
 
-def write_mirror(root: Root, dataset: str, documents: Iterator[bytes], tmp: str) -> bool:
-    """Write the stac-geoparquet mirror of the item ``documents`` (as written), converted
-    chunk by chunk through a temporary folder (memory stays bounded); False when no item
-    has a geometry (stac-geoparquet needs one: such items live in JSON only)."""
+def read_spool(path: str) -> Iterator[tuple[str, bytes, bool]]:
+    """The documents of a catalogue's spool: (id, document, whether it is to be written),
+    from a line ``+ id`` (to write) or ``= id`` (unchanged) followed by the document's."""
+    with open(path, "rb") as handle:
+        while line := handle.readline():
+            yield line[2:-1].decode(), handle.readline()[:-1], line[:1] == b"+"
+
+
+def convert_mirror(documents: Iterator[bytes], tmp: str, out: str,
+                   chunk: int = MIRROR_CHUNK) -> bool:  # fmt: skip
+    """Write the stac-geoparquet mirror of the item ``documents`` (as written) to the local
+    file ``out``, converted ``chunk`` items at a time through the folder ``tmp`` (memory
+    stays bounded); False, and no file, when no item has a geometry (stac-geoparquet needs
+    one: such items live in JSON only)."""
     import pyarrow as pa
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
@@ -34,9 +48,9 @@ def write_mirror(root: Root, dataset: str, documents: Iterator[bytes], tmp: str)
     files: list[str] = []
     schema: pa.Schema | None = None
     with _collection_paused():
-        while chunk := list(itertools.islice(located, MIRROR_CHUNK)):
-            batch = items_to_arrow(chunk)
-            del chunk
+        while batch_items := list(itertools.islice(located, chunk)):
+            batch = items_to_arrow(batch_items)
+            del batch_items
             if schema is None:
                 schema = batch.schema
             elif not schema.equals(batch.schema):
@@ -47,10 +61,37 @@ def write_mirror(root: Root, dataset: str, documents: Iterator[bytes], tmp: str)
         return False
     reader = pa.RecordBatchReader.from_batches(
         schema, pads.dataset(files, schema=schema, format="parquet").to_batches(
-            batch_size=MIRROR_CHUNK)
+            batch_size=chunk)
     )  # fmt: skip
-    _write_batches(root, dataset, reader, seen)
+    _write_batches(out, reader, seen)
     return True
+
+
+def main() -> None:
+    """``python -c 'from lake.stac.mirror import main; main()' SPOOL TMP OUT CHUNK``: the
+    mirror of every document of a catalogue's spool, as :func:`convert_mirror` writes it."""
+    spool, tmp, out, chunk = sys.argv[1:5]
+    convert_mirror((data for _, data, _ in read_spool(spool)), tmp, out, int(chunk))
+
+
+class MirrorJob:
+    """The mirror of a catalogue's spool, converted by a helper process started at once."""
+
+    def __init__(self, spool: str, tmp: str) -> None:
+        from lake.stac.helper import HelperProcess
+
+        self.out = f"{tmp}/items.parquet"
+        self.helper = HelperProcess("from lake.stac.mirror import main; main()", spool, tmp,
+                                    self.out, str(MIRROR_CHUNK))  # fmt: skip
+
+    def wait(self) -> str | None:
+        """The local mirror file (None: no item has a geometry); RuntimeError when the
+        helper failed."""
+        self.helper.wait()
+        return self.out if os.path.exists(self.out) else None
+
+    def stop(self) -> None:
+        self.helper.stop()
 
 
 @contextlib.contextmanager
@@ -122,14 +163,13 @@ class _Geometries:
         return item
 
 
-def _write_batches(root: Root, dataset: str, reader: Any, seen: _Geometries) -> None:
-    """Write the mirror as stac-geoparquet does (its `stac-geoparquet` metadata, GeoParquet
-    `geo` metadata with the bbox covering), whole or not at all, with the `geo` metadata
-    telling what the items hold: their geometry types, bbox, and the CRS of STAC
-    geometries (OGC:CRS84, longitude first)."""
+def _write_batches(out: str, reader: Any, seen: _Geometries) -> None:
+    """Write the mirror to the local file ``out`` as stac-geoparquet does (its
+    `stac-geoparquet` metadata, GeoParquet `geo` metadata with the bbox covering), with
+    the `geo` metadata telling what the items hold: their geometry types, bbox, and the
+    CRS of STAC geometries (OGC:CRS84, longitude first)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     # stac-geoparquet's own metadata, as its `to_parquet` writes it (it offers no way to
     # give the geometry types, bbox and CRS, which it leaves empty or as EPSG:4326).
@@ -150,12 +190,6 @@ def _write_batches(root: Root, dataset: str, reader: Any, seen: _Geometries) -> 
     if seen.bbox is not None:
         column["bbox"] = seen.bbox
     meta[b"geo"] = orjson.dumps(geo)
-    path = root.path(dataset, "items.parquet.partial" if root.local else "items.parquet")
-    # A local file is renamed into place; an S3 object appears when its upload completes.
-    filesystem = PyFileSystem(FSSpecHandler(root.fs()))
-    with pq.ParquetWriter(path, schema.with_metadata(meta), filesystem=filesystem,
-                          compression="zstd") as writer:  # fmt: skip
+    with pq.ParquetWriter(out, schema.with_metadata(meta), compression="zstd") as writer:
         for batch in stream:
             writer.write_batch(batch.drop_columns(empty))
-    if root.local:
-        os.replace(path, root.path(dataset, "items.parquet"))
