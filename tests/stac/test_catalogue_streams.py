@@ -314,19 +314,20 @@ def test_items_that_cannot_be_written_stop_the_catalogue(tmp_path: Path) -> None
 
 def test_a_mirror_that_cannot_be_converted_stops_the_catalogue(tmp_path: Path) -> None:
     """When the helper process cannot convert the mirror (here its spool is gone), the
-    catalogue stops with one message naming the mirror, and neither a mirror nor a
-    collection is published."""
+    catalogue stops with one message naming the mirror, and neither
+    a mirror nor a collection is published."""
     from lake.errors import TargetError
+    from lake.stac import spool
 
     root = tmp_path / "lake"
     _write_manifest(root, _files(root, 12, _sample_file()))
-    real = catalog.MirrorJob
+    real = spool.MirrorJob
 
-    def spool_gone(spool: str, tmp: str) -> mirror.MirrorJob:
-        return real(f"{spool}.gone", tmp)
+    def spool_gone(path: str, tmp: str) -> mirror.MirrorJob:
+        return real(f"{path}.gone", tmp)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(catalog, "MirrorJob", spool_gone)
+        mp.setattr(spool, "MirrorJob", spool_gone)
         with pytest.raises(TargetError, match=r"occ/items.parquet: could not be written"):
             write_catalogue(Root(str(root)), _spec(root))
     assert not (root / "occ" / "items.parquet").exists()
@@ -335,3 +336,60 @@ def test_a_mirror_that_cannot_be_converted_stops_the_catalogue(tmp_path: Path) -
     write_catalogue(Root(str(root)), _spec(root))
     assert (root / "occ" / "items.parquet").exists()
     assert not verify_lake(Root(str(root))).problems
+
+
+def test_a_file_left_where_a_new_item_goes_is_replaced_whole(tmp_path: Path) -> None:
+    """New items are written straight into their files; a file already there (left by a
+    run killed before its collection) is replaced, not written over in place."""
+    root = tmp_path / "lake"
+    _write_manifest(root, _files(root, 6, _sample_file()))
+    write_catalogue(Root(str(root)), _spec(root))
+    written = _items(root)
+    name = sorted(written)[2]
+    for path in (root / "occ" / "items").iterdir():
+        path.unlink()
+    (root / "occ" / digests.DIGESTS).unlink()
+    left = root / "occ" / "items" / name
+    left.write_bytes(b"x" * 100_000)  # longer than the item
+    inode = left.stat().st_ino
+    assert write_catalogue(Root(str(root)), _spec(root)).written == 6
+    assert _items(root) == written
+    assert left.stat().st_ino != inode  # a new file renamed into place
+    assert not list((root / "occ" / "items").glob("*.partial"))
+    assert not verify_lake(Root(str(root))).problems
+
+
+def test_a_helper_follows_the_spool_as_it_is_written(tmp_path: Path) -> None:
+    """Records come whole, however the writer's buffer cut them, until the writer closes
+    the helper's input; a spool that ends inside a record is an error."""
+    import os
+    import threading
+    import time
+
+    from lake.stac.helper import follow
+
+    spool = tmp_path / "documents"
+    spool.write_bytes(b'* a\n{}\n+ b\n{"x"')
+    read, write = os.pipe()
+
+    def finish() -> None:
+        time.sleep(0.2)
+        with open(spool, "ab") as handle:
+            handle.write(b": 1}\n= c\n[]\n")
+        os.write(write, b"replace\n")
+        os.close(write)
+
+    commands: list[bytes] = []
+    thread = threading.Thread(target=finish)
+    thread.start()
+    with os.fdopen(read, "rb") as signal:
+        records = list(follow(str(spool), signal, commands))
+    thread.join()
+    assert records == [(b"*", "a", b"{}"), (b"+", "b", b'{"x": 1}'), (b"=", "c", b"[]")]
+    assert commands == [b"replace\n"]
+
+    spool.write_bytes(b"* a\n{}\n* b\n")
+    read, write = os.pipe()
+    os.close(write)
+    with os.fdopen(read, "rb") as signal, pytest.raises(RuntimeError, match="inside a record"):
+        list(follow(str(spool), signal, []))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,12 +43,12 @@ from lake.stac.collection import (
 )
 from lake.stac.describe import STAC_VERSION, describe
 from lake.stac.fair import write_fair
-from lake.stac.helper import HelperProcess
-from lake.stac.mirror import MirrorJob, read_spool
+from lake.stac.spool import NEW, REPLACED, UNCHANGED, Spool
 from lake.stac.thumbnails import published_key
 
 if TYPE_CHECKING:
     from lake.spec import Dataset, Spec
+    from lake.stac.mirror import MirrorJob
     from lake.stac.thumbnails import Picture
     from lake.storage import Root
     from lake.tables.manifest import Manifest
@@ -91,45 +90,7 @@ def _size(root: Root, path: str) -> int | None:
         return None
 
 
-class _Spool:
-    """Local temporary files that carry a collection's state between passes, so that
-    memory does not grow with the number of items."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-        self.new = open(f"{folder}/new.jsonl", "wb")  # noqa: SIM115 - closed in close()
-        """(id, digest) of every item of this version, in id order."""
-        self.replaced = open(f"{folder}/replaced.jsonl", "wb")  # noqa: SIM115
-        """(id, accepted digests) of published items about to be rewritten."""
-        self.removing = open(f"{folder}/removing.jsonl", "wb")  # noqa: SIM115
-        """(id, old digest) of published items this version no longer has."""
-        self.documents = open(f"{folder}/documents", "wb")  # noqa: SIM115
-        """Every item document: a line ``+ id`` (to write) or ``= id`` (unchanged), then
-        the document's line."""
-        self.count = 0
-        self.located = 0
-        """Items with a geometry: the mirror's rows."""
-        self.writes = 0
-        self.replacements = 0
-        self.removals = 0
-
-    def add(self, item_id: str, data: bytes, write: bool) -> None:
-        self.documents.write(b"%s %s\n%s\n" % (b"+" if write else b"=", item_id.encode(), data))
-        self.writes += write
-
-    def close(self) -> None:
-        for handle in (self.new, self.replaced, self.removing, self.documents):
-            handle.close()
-
-    def entries(self, name: str) -> Iterator[digests.Entry]:
-        return digests.spool_lines(f"{self.folder}/{name}.jsonl")
-
-    def read_documents(self) -> Iterator[tuple[str, bytes, bool]]:
-        """(id, document, whether it is to be written), in id order."""
-        return read_spool(f"{self.folder}/documents")
-
-
-def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spool: _Spool,
+def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spool: Spool,
              spec: Spec, dataset: str) -> None:  # fmt: skip
     """Compare each item document with its recorded digest (both streams in id order)
     and spool what must be written, replaced or removed."""
@@ -160,10 +121,10 @@ def _compare(items: Iterator[dict[str, Any]], old: Iterator[digests.Entry], spoo
                 accepted = digests.accepted(match.digest, digest)
                 spool.replaced.write(digests.Entry(item_id, accepted).line())
                 spool.replacements += 1
-            spool.add(item_id, data, changed)
+            spool.add(item_id, data, REPLACED if changed else UNCHANGED)
             recorded = next(old, None)
         else:  # not linked by any published collection yet
-            spool.add(item_id, data, True)
+            spool.add(item_id, data, NEW)
         spool.new.write(digests.Entry(item_id, digest).line())
         spool.count += 1
     remove_before(None)
@@ -190,56 +151,55 @@ def write_collection(root: Root, spec: Spec, dataset: Dataset, result: Catalogue
 
     Items are generated, compared with the recorded digests and spooled to local
     temporary files in one pass (in id order, as are the digests); later steps stream
-    from there. Memory stays flat whatever the number of items.
+    from there. Memory stays flat whatever the number of items. Helper processes write
+    the item documents and convert the mirror as they are compared (`lake.stac.spool`),
+    then while this one draws the thumbnail and writes the portals' documents.
     """
     import tempfile
 
     d = describe(root, dataset)
     fs = root.fs()
     recorded: dict[str, Any] = {}
+    mirror = root.path(dataset.id, "items.parquet")
     with tempfile.TemporaryDirectory(prefix="lake-stac-") as tmp:
-        spool = _Spool(tmp)
+        spool = Spool(tmp, root, dataset.id, mirror=not fs.exists(mirror))
         try:
-            old = digests.read(root, dataset.id, recorded)
-            _compare(d.items(), old, spool, spec, dataset.id)
-        finally:
-            spool.close()
-        # Rewrite the record when it is in an earlier layout or describes another manifest.
-        stale = not recorded or recorded.get("manifest") != d.version
-        result.items += spool.count
-        if spool.replacements:
-            # Published items are about to change: record both versions first.
-            digests.write(root, dataset.id, _merge(spool.entries("replaced"),
-                                                   digests.read(root, dataset.id)))  # fmt: skip
-        mirror = root.path(dataset.id, "items.parquet")
-        has_mirror = spool.located > 0
-        # The mirror is converted, and the item documents written, by helper processes
-        # while this one draws the thumbnail and writes the portals' documents.
-        job = None
-        if has_mirror and (spool.writes or spool.removals or not fs.exists(mirror)):
-            job = MirrorJob(f"{tmp}/documents", tmp)
-        writer = None
-        try:
-            writer = _ItemWriter(root, dataset.id, spool)
+            try:
+                old = digests.read(root, dataset.id, recorded)
+                _compare(d.items(), old, spool, spec, dataset.id)
+            finally:
+                spool.close()
+            spool.compared()
+            # Rewrite the record when it is in an earlier layout or describes another
+            # manifest.
+            stale = not recorded or recorded.get("manifest") != d.version
+            result.items += spool.count
+            if spool.replacements:
+                # Published items are about to change: record both versions first.
+                digests.write(root, dataset.id, _merge(spool.entries("replaced"),
+                                                       digests.read(root, dataset.id)))  # fmt: skip
+            if root.local:
+                spool.send_replacements()
+            else:  # concurrent PUTs
+                _write_items(root, dataset.id, spool)
+            has_mirror = spool.located > 0
             picture = d.thumbnail() if d.thumbnail else None
             has_overview = _write_pictures(root, dataset.id, picture)
             collection = collection_document(spec, dataset, d, picture is not None,
                                              has_mirror, has_overview)  # fmt: skip
             # The portals' documents first: the collection links them.
             result.documents.update(write_fair(root, spec, dataset, collection))
-            writer.wait()
+            spool.wait_items()
             result.written += spool.writes
             if spool.writes or spool.removals or stale:
                 # Items to remove keep their digests until the collection no longer links
                 # them. Every item document is now written from this manifest version.
                 entries = _merge(spool.entries("new"), spool.entries("removing"))
                 digests.write(root, dataset.id, entries, d.version)
-            if job is not None:
-                _place_mirror(root, dataset.id, job)
+            if spool.mirror is not None:
+                _place_mirror(root, dataset.id, spool.mirror)
         finally:
-            for helper in (job, writer):
-                if helper is not None:
-                    helper.stop()
+            spool.stop()
         path = f"{dataset.id}/collection.json"
         digest = _write_collection_document(root, path, collection, spool.entries("new"), tmp)
         result.documents[path] = digest
@@ -281,68 +241,11 @@ def _place_mirror(root: Root, dataset: str, job: MirrorJob) -> None:
         root.put_file(local, root.path(dataset, "items.parquet"))
 
 
-# Writes the item documents of a spool (``+ id`` lines) into a local folder, each through a
-# temporary file renamed into place, as Root.put does; nothing to import but the standard
-# library.
-_WRITE_ITEMS = """
-import os, sys
-spool, folder, token = sys.argv[1:4]
-os.makedirs(folder, exist_ok=True)
-with open(spool, "rb") as handle:
-    number = 0
-    while line := handle.readline():
-        data = handle.readline()[:-1]
-        if line[:1] == b"+":
-            path = os.path.join(folder, line[2:-1].decode() + ".json")
-            tmp = f"{path}.{token}-{number}.partial"
-            number += 1
-            with open(tmp, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-"""
-
-
-class _ItemWriter:
-    """Writes a collection's changed item documents while the mirror is converted.
-
-    On local disk a helper process writes them: that is system calls, the rest is CPU, and
-    two threads of one process slowed each other down (1.7x slower than one after the
-    other, measured at 100,000 items: the GIL). On object storage they are concurrent
-    PUTs, sent at once."""
-
-    def __init__(self, root: Root, dataset: str, spool: _Spool) -> None:
-        self.root, self.dataset = root, dataset
-        self.helper: HelperProcess | None = None
-        if not spool.writes:
-            return
-        if not root.local:
-            _write_items(root, dataset, spool)
-            return
-        self.helper = HelperProcess(_WRITE_ITEMS, f"{spool.folder}/documents",
-                                    root.path(dataset, "items"), uuid.uuid4().hex)  # fmt: skip
-
-    def wait(self) -> None:
-        if self.helper is None:
-            return
-        try:
-            self.helper.wait()
-        except RuntimeError as error:
-            raise TargetError(
-                f"{self.root.display}/{self.dataset}/items",
-                f"could not be written ({error})",
-                "check the free space and permissions of the lake's folder",
-            ) from None
-
-    def stop(self) -> None:
-        if self.helper is not None:
-            self.helper.stop()
-
-
-def _write_items(root: Root, dataset: str, spool: _Spool) -> None:
-    """Write the item documents to be written, in batches."""
+def _write_items(root: Root, dataset: str, spool: Spool) -> None:
+    """Write the item documents to be written, in batches of concurrent requests."""
     batch: dict[str, bytes] = {}
-    for item_id, data, write in spool.read_documents():
-        if write:
+    for mark, item_id, data in spool.read_documents():
+        if mark != UNCHANGED:
             batch[root.path(dataset, "items", f"{item_id}.json")] = data
         if len(batch) >= ITEM_BATCH:
             root.put_many(batch)

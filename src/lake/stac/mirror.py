@@ -1,8 +1,8 @@
 """The stac-geoparquet mirror of a collection's items (``<dataset>/items.parquet``).
 
-The catalogue converts it in a helper process (:func:`main`) from its spool of item
-documents, while its own process draws the thumbnail, writes the portals' documents and
-waits for the item documents to be written: the conversion is CPU, and so are they.
+The catalogue converts it in a helper process (:class:`MirrorJob`) that reads the item
+documents while its own process is still building and comparing them, then drawing the
+thumbnail and writing the portals' documents: all of that is CPU, on two cores.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import orjson
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import BinaryIO
 
 MIRROR_CHUNK = 10_000
 
 
-def read_spool(path: str) -> Iterator[tuple[str, bytes, bool]]:
-    """The documents of a catalogue's spool: (id, document, whether it is to be written),
-    from a line ``+ id`` (to write) or ``= id`` (unchanged) followed by the document's."""
-    with open(path, "rb") as handle:
-        while line := handle.readline():
-            yield line[2:-1].decode(), handle.readline()[:-1], line[:1] == b"+"
+def read_records(source: BinaryIO) -> Iterator[tuple[bytes, str, bytes]]:
+    """The records of a catalogue's spool (or of a helper's pipe): (mark, id, document),
+    from a line ``<mark> <id>`` followed by the document's (marks: :mod:`lake.stac.helper`)."""
+    while line := source.readline():
+        yield line[:1], line[2:-1].decode(), source.readline()[:-1]
 
 
 def convert_mirror(documents: Iterator[bytes], tmp: str, out: str,
@@ -69,20 +69,26 @@ def convert_mirror(documents: Iterator[bytes], tmp: str, out: str,
 
 def main() -> None:
     """``python -c 'from lake.stac.mirror import main; main()' SPOOL TMP OUT CHUNK``: the
-    mirror of every document of a catalogue's spool, as :func:`convert_mirror` writes it."""
+    mirror of every item document of a catalogue's spool, followed as it is written (see
+    :mod:`lake.stac.helper`), as :func:`convert_mirror` writes it."""
+    from lake.stac.helper import follow
+
     spool, tmp, out, chunk = sys.argv[1:5]
-    convert_mirror((data for _, data, _ in read_spool(spool)), tmp, out, int(chunk))
+    records = follow(spool, sys.stdin.buffer, [])
+    convert_mirror((data for _, _, data in records), tmp, out, int(chunk))
 
 
 class MirrorJob:
-    """The mirror of a catalogue's spool, converted by a helper process started at once."""
+    """The mirror of a catalogue's spool, converted by a helper process started at once
+    (its chunks and its file go to the local folder ``tmp``)."""
 
     def __init__(self, spool: str, tmp: str) -> None:
         from lake.stac.helper import HelperProcess
 
+        os.makedirs(tmp, exist_ok=True)
         self.out = f"{tmp}/items.parquet"
-        self.helper = HelperProcess("from lake.stac.mirror import main; main()", spool, tmp,
-                                    self.out, str(MIRROR_CHUNK))  # fmt: skip
+        self.helper = HelperProcess("from lake.stac.mirror import main; main()", spool,
+                                    tmp, self.out, str(MIRROR_CHUNK))  # fmt: skip
 
     def wait(self) -> str | None:
         """The local mirror file (None: no item has a geometry); RuntimeError when the
