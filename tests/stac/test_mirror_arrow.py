@@ -103,3 +103,58 @@ def test_the_collector_is_paused_only_while_the_mirror_converts(tmp_path: Any) -
     finally:
         gc.enable()
         mp.undo()
+
+
+def test_documents_read_by_arrow_equal_stac_geoparquet() -> None:
+    """Chunks after the first are read by Arrow's JSON reader with the first one's
+    schema: the same batch as stac-geoparquet's, for each kind of geometry; None (the
+    slow path) when a document brings a field or a type the schema lacks, or geometries
+    of several kinds."""
+    import orjson
+
+    from lake.stac.mirror import _Geometries, _json_schema, documents_to_arrow
+
+    items = _items()
+    lines = [[_item(i, {"type": "LineString", "coordinates": [[i, 0.5], [i + 1, 1.5]]})
+              for i in range(5)]]  # fmt: skip
+    multipolygons = [[_item(i, {"type": "MultiPolygon",
+                                "coordinates": [_polygon(i)["coordinates"]] * 2})
+                      for i in range(5)]]  # fmt: skip
+    for group in [items[:200], items[200:220], items[220:], *lines, *multipolygons]:
+        docs = [orjson.dumps(item) for item in group]
+        seen = _Geometries()
+        ours = documents_to_arrow(docs, _json_schema(docs[:3]), seen)
+        assert ours is not None
+        _same(ours, stac_items_to_arrow(copy.deepcopy(group)))
+        assert seen.types == {group[0]["geometry"]["type"]}
+        assert seen.bbox == [
+            min(i["bbox"][0] for i in group),
+            min(i["bbox"][1] for i in group),
+            max(i["bbox"][2] for i in group),
+            max(i["bbox"][3] for i in group),
+        ]
+
+    raw = _json_schema([orjson.dumps(item) for item in items[:3]])
+    extra = copy.deepcopy(items[:3])
+    extra[1]["properties"]["new"] = "a field the schema lacks"
+    mixed = [orjson.dumps(item) for item in items[195:205]]  # polygons and points
+    for docs in ([orjson.dumps(item) for item in extra], mixed):
+        assert documents_to_arrow(docs, raw, _Geometries()) is None
+
+
+def test_the_mirror_is_the_same_whatever_path_each_chunk_takes(tmp_path: Any) -> None:
+    """Converted 50 items at a time (chunks read by Arrow, a chunk of several kinds of
+    geometry the slow way), the mirror equals the one converted in one chunk."""
+    import orjson
+    import pyarrow.parquet as pq
+
+    from lake.stac import mirror
+
+    docs = [orjson.dumps(item) for item in _items()]
+    for name, chunk in (("one", 10_000), ("many", 50)):
+        (tmp_path / name).mkdir()
+        out = str(tmp_path / f"{name}.parquet")
+        assert mirror.convert_mirror(iter(docs), str(tmp_path / name), out, chunk)
+    one, many = pq.read_table(tmp_path / "one.parquet"), pq.read_table(tmp_path / "many.parquet")
+    assert one.schema == many.schema and one.schema.metadata == many.schema.metadata
+    assert one.equals(many) and one.num_rows == len(docs)
