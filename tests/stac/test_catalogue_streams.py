@@ -393,3 +393,19 @@ def test_a_helper_follows_the_spool_as_it_is_written(tmp_path: Path) -> None:
     os.close(write)
     with os.fdopen(read, "rb") as signal, pytest.raises(RuntimeError, match="inside a record"):
         list(follow(str(spool), signal, []))
+
+
+def test_the_items_pass_reads_back_what_the_first_pass_kept(tmp_path: Path) -> None:
+    """The items come from the files the extent's pass kept; a second pass over the
+    items reads the manifest again, and gives the same items."""
+    from lake.stac.describe import describe
+
+    root = tmp_path / "lake"
+    _write_manifest(root, _files(root, 30, _sample_file()))
+    d = describe(Root(str(root)), _spec(root).datasets[0])
+    first = list(d.items())
+    (root / "occ" / MANIFEST).rename(root / "occ" / "moved.json")
+    with pytest.raises(FileNotFoundError):  # not kept for a second pass
+        list(d.items())
+    (root / "occ" / "moved.json").rename(root / "occ" / MANIFEST)
+    assert list(d.items()) == first and len(first) == 30
