@@ -19,6 +19,7 @@ from lake.stac.describe import (
 )
 from lake.tables.files import MAX_PLATFORMS, TableFile
 from lake.tables.manifest import file_order, stream_manifest
+from lake.tables.partitions import item_name
 
 if TYPE_CHECKING:
     from lake.spec import Dataset
@@ -165,8 +166,6 @@ def _second_tables(root: Root, dataset: str) -> dict[str, tuple[dict[str, Any], 
 
 def item_id(dataset: str, partition: str) -> str:
     """A path-safe item id from a partition path: ``year=2015/cell=x`` → ``ds.year-2015.cell-x``."""
-    from lake.tables.partitions import item_name
-
     return f"{dataset}.{item_name(partition)}" if partition else dataset
 
 
