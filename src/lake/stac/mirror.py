@@ -24,7 +24,7 @@ MIRROR_CHUNK = 10_000
 
 
 def read_records(source: BinaryIO) -> Iterator[tuple[bytes, str, bytes]]:
-    """The records of a catalogue's spool (or of a helper's pipe): (mark, id, document),
+    """The records of a catalogue's spool file: (mark, id, document),
     from a line ``<mark> <id>`` followed by the document's (marks: :mod:`lake.stac.helper`)."""
     while line := source.readline():
         yield line[:1], line[2:-1].decode(), source.readline()[:-1]
