@@ -154,6 +154,18 @@ def test_partition_keys_nest_year_column_and_grid(tmp_path: Path) -> None:
     assert item_name(rows[0]) == "year-2015.dataset-a_2Fb_20c.cell_10deg-N50p0E000p0"
 
 
+@pytest.mark.parametrize("bound", [7, 3_000_000])
+def test_distinct_partition_codes_match_a_sort(bound: int) -> None:
+    from lake.tables.partitions import _distinct
+
+    codes = np.random.default_rng(5).integers(0, bound, 1000) // 3 * 3
+    uniques, inverse = _distinct(codes, bound)
+    expected, expected_inverse = np.unique(codes, return_inverse=True)
+    assert uniques.tolist() == expected.tolist()
+    assert inverse.tolist() == expected_inverse.tolist()
+    assert inverse.dtype == np.int64
+
+
 def test_null_partition_value_stops_naming_the_column(tmp_path: Path) -> None:
     table = _points([1.0, 2.0], [1.0, 2.0], platform=pa.array(["a", None]))
     job = _job(tmp_path, partitions=[("column", "platform")])

@@ -16,11 +16,13 @@ import pytest
 from pgdata import OCCURRENCE_QUERY, aphia_id, execute, fetch, load_darwin_core
 
 from helpers import SHARED
+from lake.errors import SourceError
 from lake.flows.tables import build_table
 from lake.spec import parse_spec
 from lake.storage import Root
 from lake.tables.geometry import WORLD
 from lake.tables.hilbert import hilbert_index
+from lake.tables.pgconnect import release_connections
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -358,6 +360,40 @@ def test_parts_share_one_snapshot(client: Client, pg_dsn: str) -> None:
         live = client.gather(client.map(count, [""] * 2, [p.sql for p in parts]))
     assert sum(seen) == 10_000
     assert sum(live) == 10_400
+    client.run(release_connections)
+
+
+def test_a_process_reads_its_parts_on_one_connection_until_released(pg_dsn: str) -> None:
+    """Parts read one after another share a connection, each in its own snapshot; one that
+    fails is not kept; the build's release closes what is kept."""
+    from lake.tables.postgres import Secret, Session, read_part
+
+    secret = Secret(pg_dsn)
+    pid = "SELECT pg_backend_pid() AS pid"
+
+    def backend(snapshot: str, sql: str = pid) -> int:
+        batches = list(read_part(secret, snapshot, sql, "test"))  # read to the end
+        return int(batches[0].column(0)[0].as_py())
+
+    def open_sessions() -> int:
+        rows = fetch(
+            pg_dsn,
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'lake-build' AND datname = current_database()",
+        )
+        return int(rows[0][0])
+
+    release_connections()
+    with Session(secret, "test") as session:
+        first, second = backend(session.snapshot), backend("")
+    assert first == second
+    assert open_sessions() == 1  # kept for the next part
+    with pytest.raises(SourceError, match="test"):
+        backend("", "SELECT * FROM no_such_table")
+    assert release_connections() == 0  # the failed part's connection was closed
+    assert backend("") != first
+    assert release_connections() == 1
+    assert open_sessions() == 0
 
 
 def test_postgis_geometry(

@@ -18,7 +18,9 @@ Wiring only: each step calls :mod:`lake.tables`; the dataset's source reader com
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -114,7 +116,8 @@ def build_table(
     watermark = old.watermark if incremental and old is not None else None
 
     previous = old.source if incremental and old is not None else None
-    with reader.open(watermark, worker_count(client), previous) as source:
+    with reader.open(watermark, worker_count(client), previous) as source, \
+            _released(client, source.reader):  # fmt: skip
         job = table_job(root, dataset, source, new_run(), incremental)
         futures = client.map(stage_part, [job] * len(source.parts), source.parts, pure=False)
         staged: list[PartResult] = gather(
@@ -179,6 +182,19 @@ def build_table(
     result.bytes_out = tree_size(root, dataset.id)
     result.seconds = time.perf_counter() - started
     return result
+
+
+@contextlib.contextmanager
+def _released(client: Client, reader: Any) -> Iterator[None]:
+    """Run the reader's ``release`` (connections kept between parts) on every worker once
+    the reads end, whether they succeeded or not."""
+    try:
+        yield
+    finally:
+        release = getattr(reader, "release", None)
+        if release is not None:
+            with contextlib.suppress(Exception):
+                client.run(release)
 
 
 def _deleted(client: Client, job: Any, root: Root, dataset_id: str, key_parts: list[Any],

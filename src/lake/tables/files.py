@@ -69,7 +69,7 @@ class TableFile:
 def _read_range(root: Root, path: str, batches: list[int], low: int, high: int) -> pa.Table:
     """The rows of Hilbert range [low, high) in the given record batches of a staging file."""
     with staging_source(root, path) as handle:
-        reader = pa.ipc.open_file(handle)
+        reader = pa.ipc.open_file(handle, options=pa.ipc.IpcReadOptions(use_threads=False))
         table = pa.Table.from_batches([reader.get_batch(i) for i in batches], reader.schema)
     hil = table.column(HILBERT)
     bounds = pc.min_max(hil).as_py()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -87,7 +88,7 @@ def partition_keys(
             ]
         combined = combined * len(level) + codes
         labels.append(level)
-    uniques, inverse = np.unique(combined, return_inverse=True)
+    uniques, inverse = _distinct(combined, _product(len(level) for level in labels))
     paths = []
     for value in uniques.tolist():
         parts, rest = [], value
@@ -95,7 +96,27 @@ def partition_keys(
             rest, index = divmod(rest, len(level))
             parts.append(level[index])
         paths.append("/".join(reversed(parts)))
-    return inverse.astype(np.int64), paths
+    return inverse, paths
+
+
+def _product(sizes: Iterable[int]) -> int:
+    out = 1
+    for size in sizes:
+        out *= size
+    return out
+
+
+def _distinct(codes: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_inverse=True)`` for codes in ``[0, bound)``: by counting in
+    one pass where ``bound`` is small beside the rows (a year or a few levels), instead of
+    a sort of every row."""
+    if bound > max(4 * len(codes), 2**16):
+        uniques, inverse = np.unique(codes, return_inverse=True)
+        return uniques, np.asarray(inverse, dtype=np.int64).reshape(-1)
+    present = np.bincount(codes, minlength=bound) > 0
+    uniques = np.flatnonzero(present)
+    remap = np.cumsum(present, dtype=np.int64) - 1
+    return uniques, remap[codes]
 
 
 def _no_nulls(values: pa.ChunkedArray, column: str, job: TableJob) -> None:

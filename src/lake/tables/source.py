@@ -36,7 +36,10 @@ class SourcePart(Protocol):
 
 @runtime_checkable
 class PartReader(Protocol):
-    """Reads one part as Arrow record batches (on a worker; picklable, no live handles)."""
+    """Reads one part as Arrow record batches (on a worker; picklable, no live handles).
+
+    A reader that keeps connections open between the parts a worker reads also has
+    ``release()``, which the build runs on every worker once its reads end."""
 
     def read(self, part: Any) -> Iterator[pa.RecordBatch]: ...
 

@@ -39,7 +39,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 STAGING_BATCH = 8192
 """Rows per staging record batch: the unit a file task skips or reads."""
-STAGING_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+STAGING_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
 
 @dataclass
