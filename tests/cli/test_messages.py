@@ -74,3 +74,25 @@ def test_a_failure_after_publishing_names_what_was_published(
     assert "unexpected RuntimeError: the catalogue broke" in output
     assert "published before the failure: d;" in output
     assert "Nothing was published" not in output
+
+
+def test_a_command_that_succeeds_still_runs_exit_handlers_and_flushes(tmp_path: Path) -> None:
+    """Success ends without tearing the interpreter down, but after the exit handlers ran
+    and with all output written, even into a pipe."""
+    marker = tmp_path / "handler-ran"
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        "sys.argv = ['lake', 'build', '--help']\n"
+        "from lake.cli.app import main\n"
+        "main()\n"
+        "print('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Build or update the lake" in done.stdout and "not reached" not in done.stdout
+    assert marker.read_text() == "ran"
+    failed = subprocess.run([sys.executable, "-c", script.replace("'--help'", "'--nope'")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert failed.returncode != 0 and "--nope" in failed.stderr

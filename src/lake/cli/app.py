@@ -7,6 +7,7 @@ holds the lake's lease.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -377,12 +378,32 @@ def samples(
 def main() -> None:
     try:
         app()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            _exit_at_once()
+        raise
     except KeyboardInterrupt:
         err.print("interrupted: nothing was published by the unfinished step")
         sys.exit(130)
     except LakeError as exc:  # pragma: no cover - raised outside a command
         err.print(f"error: {redact(str(exc))}")
         sys.exit(int(exc.exit_code))
+
+
+def _exit_at_once() -> None:
+    """End a command that succeeded without tearing the interpreter down.
+
+    Everything the command wrote is closed and published by now; what is left is freeing
+    the modules and objects of Dask, xarray, Arrow and matplotlib one by one, 0.4-0.5 s
+    after every build (measured), a sixth of a rerun with nothing new. The exit handlers
+    still run (log handlers, temporary files, child processes), then the output is flushed.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 __all__ = ["ExitCode", "app", "main"]
