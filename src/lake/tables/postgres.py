@@ -1,8 +1,9 @@
 """The PostgreSQL table source: a read-only session, one exported snapshot, parts as Arrow.
 
 The coordinator opens one session with psycopg, exports its snapshot (as ``pg_dump -j``
-does) and keeps it open while workers read. Each worker opens its own ADBC connection,
-joins that snapshot (``SET TRANSACTION SNAPSHOT``) and streams its part with binary
+does) and keeps it open while workers read. Each worker opens its own ADBC connection
+(kept from one part to the next until the reads end), joins that snapshot for each part
+(``SET TRANSACTION SNAPSHOT``) and streams it with binary
 ``COPY`` into Arrow record batches: no per-row Python objects, memory bounded by the batch
 (see :mod:`lake.tables.pgconnect`). Registered as the ``postgres`` table source.
 """
