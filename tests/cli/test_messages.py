@@ -77,14 +77,18 @@ def test_a_failure_after_publishing_names_what_was_published(
 
 
 def test_a_command_that_succeeds_still_runs_exit_handlers_and_flushes(tmp_path: Path) -> None:
-    """Success ends without tearing the interpreter down, but after the exit handlers ran
-    and with all output written, even into a pipe."""
-    marker = tmp_path / "handler-ran"
+    """Success ends without tearing the interpreter down, but after running threads and
+    the exit handlers finished, and with all output written, even into a pipe."""
+    marker, writer = tmp_path / "handler-ran", tmp_path / "thread-wrote"
     script = (
-        "import atexit, sys\n"
+        "import atexit, sys, threading, time\n"
         f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        f"    open({str(writer)!r}, 'w').write('done')\n"
         "sys.argv = ['lake', 'build', '--help']\n"
         "from lake.cli.app import main\n"
+        "threading.Thread(target=late).start()\n"
         "main()\n"
         "print('not reached')\n"
     )
@@ -93,6 +97,7 @@ def test_a_command_that_succeeds_still_runs_exit_handlers_and_flushes(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "Build or update the lake" in done.stdout and "not reached" not in done.stdout
     assert marker.read_text() == "ran"
+    assert writer.read_text() == "done"  # a thread that is not a daemon finished first
     failed = subprocess.run([sys.executable, "-c", script.replace("'--help'", "'--nope'")],
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert failed.returncode != 0 and "--nope" in failed.stderr
