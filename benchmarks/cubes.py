@@ -2,9 +2,13 @@
 
     python benchmarks/cubes.py                 # 2 GB and 4 GB source sets, 3 runs per step
     python benchmarks/cubes.py --sizes 2 --repeat 1   # quicker: one 2 GB run per step
+    python benchmarks/cubes.py --depths 4      # only the products with four depth levels
+    python benchmarks/cubes.py --against HEAD~1   # and that commit's build, each round
     python benchmarks/cubes.py --suite stations       # station series only (a minute)
 
-For each size, in the same run and on the same machine:
+Each size is generated as a product with one depth level (one map a day) and as one with
+several (``--depths``, four by default: the same bytes in a quarter of the days). For each
+product, in the same run and on the same machine:
 
 * ``floor``: read and decode every source value once and compress it once with the codec
   the cubes use, no write, on all cores: work no converter can avoid.
@@ -44,7 +48,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from measure import run_measured
+from measure import run_measured, worktree
 from zarr.storage import WrapperStore
 
 HERE = Path(__file__).resolve().parent
@@ -189,14 +193,16 @@ STEPS = {
 # --- measuring -------------------------------------------------------------------------------
 
 
-def run_step(name: str, src: Path, out: Path) -> dict[str, Any]:
-    """Run one step in a child process; wall time and peak RSS of its whole process tree."""
+def run_step(name: str, src: Path, out: Path, tree: Path | None = None) -> dict[str, Any]:
+    """Run one step in a child process; wall time and peak RSS of its whole process tree.
+    With ``tree``, ``lake`` is imported from that tree's ``src`` (``--against``)."""
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result_file = out.parent / f"{name}.result.json"
+    result_file = out.parent / f"{out.name}.result.json"
     cmd = [sys.executable, __file__, "--step", name, "--src", str(src), "--out", str(out),
            "--result", str(result_file)]  # fmt: skip
-    measured = run_measured(cmd)
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree / "src")}
+    measured = run_measured(cmd, env=env)
     extra = json.loads(result_file.read_text()) if result_file.exists() else {}
     return {"step": name, **measured, **extra}
 
@@ -263,17 +269,22 @@ def _fmt(n: float) -> str:
     return str(n)
 
 
-def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
+def bench_size(
+    gb: float, work: Path, repeat: int, depths: int = 1, against: tuple[str, Path] | None = None
+) -> dict[str, Any]:
+    """One product of ``gb`` uncompressed at ``depths`` levels (so fewer days with more);
+    ``against``: a commit and its checkout, whose build runs beside ours each round."""
     from lake.samples import write_daily_product
 
-    days = round(gb * DAYS_PER_GB)
-    src = work / f"src-{days}d"
+    days = round(gb * DAYS_PER_GB / depths)
+    src = work / (f"src-{days}d" if depths == 1 else f"src-{days}d-{depths}z")
     if len(list(src.glob("*.nc"))) != days:
         shutil.rmtree(src, ignore_errors=True)
         t = time.perf_counter()
-        write_daily_product(src, start="2020-01-01", days=days, ny=NY, nx=NX, packed=False)
+        write_daily_product(src, start="2020-01-01", days=days, ny=NY, nx=NX, depths=depths,
+                            packed=False)  # fmt: skip
         print(f"generated {days} daily files in {time.perf_counter() - t:.0f} s", flush=True)
-    source_bytes = days * NY * NX * 4
+    source_bytes = days * depths * NY * NX * 4
     on_disk = _tree_bytes(src)
     rows = []
     outs = {
@@ -281,6 +292,7 @@ def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
         "floor_write": work / "out" / "floor_write",
         "floor_h5py": work / "out" / "floor_h5py",
         "ours": work / "out" / "ours",
+        **({f"ours@{against[0]}": work / "out" / "against"} if against else {}),
         "mfdataset": work / "out" / "mfdataset.zarr",
         "mfdataset_ts": work / "out" / "mfdataset_ts.zarr",
     }
@@ -293,10 +305,12 @@ def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
     stored: dict[str, int] = {}
     for round_ in range(repeat):
         for name, out in outs.items():
-            run = run_step(name, src, out)
+            tree = against[1] if against and name.startswith("ours@") else None
+            run = run_step("ours" if tree else name, src, out, tree)
+            run["step"] = name
             all_runs[name].append(run)
             if round_ == repeat - 1 and run["status"] == "ok" and not name.startswith("floor"):
-                if name == "ours":
+                if name.startswith("ours"):
                     reads[name] = {
                         layout: measure_reads(out / "bench" / f"{layout}.zarr", days)
                         for layout in ("maps", "timeseries")
@@ -317,7 +331,8 @@ def bench_size(gb: float, work: Path, repeat: int) -> dict[str, Any]:
         if row["status"] != "ok":
             print(f"{name}: {row['status']}", flush=True)
         rows.append(row)
-    return {"gb": gb, "days": days, "grid": [NY, NX], "source_bytes": source_bytes,
+    return {"gb": gb, "days": days, "depths": depths, "grid": [NY, NX],
+            "source_bytes": source_bytes,
             "source_on_disk": on_disk, "rows": rows}  # fmt: skip
 
 
@@ -372,7 +387,9 @@ def print_table(result: dict[str, Any]) -> None:
     floor = next(r for r in result["rows"] if r["step"] == "floor")["seconds"]
     written = next(r for r in result["rows"] if r["step"] == "floor_write")["seconds"]
     tight = next(r for r in result["rows"] if r["step"] == "floor_h5py")["seconds"]
-    print(f"\n== {result['days']} daily files, {_fmt(result['source_bytes'])} uncompressed "
+    levels = result.get("depths", 1)
+    print(f"\n== {result['days']} daily files of {levels} depth level(s), "
+          f"{_fmt(result['source_bytes'])} uncompressed "
           f"({_fmt(result['source_on_disk'])} zlib NetCDF4) ==")  # fmt: skip
     print(f"{'step':<14}{'status':<10}{'wall s':>8}{'x floor':>9}{'x f+write':>10}"
           f"{'x f_h5py':>10}{'MB/s':>8}{'peak RSS':>11}{'stored':>11}")  # fmt: skip
@@ -394,10 +411,14 @@ def print_table(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2,4", help="source sizes in GB, comma-separated")
+    parser.add_argument(
+        "--depths", default="1,4", help="depth levels of each product, comma-separated"
+    )
     parser.add_argument("--suite", choices=["all", "grids", "stations"], default="all")
     parser.add_argument("--stations", default="1,10", help="station counts, comma-separated")
     parser.add_argument("--workdir", default="/tmp/lake-bench-cubes")
     parser.add_argument("--repeat", type=int, default=3, help="runs per step (median kept)")
+    parser.add_argument("--against", help="also build with this commit's code, in the same run")
     parser.add_argument("--step", choices=sorted(STEPS))
     parser.add_argument("--src")
     parser.add_argument("--out")
@@ -421,7 +442,9 @@ def main() -> None:
         dest.write_text(json.dumps({"machine": machine, "stations": stations}, indent=1))
         print(f"\nresults written to {dest}")
     if args.suite in ("all", "grids"):
-        sizes = [bench_size(float(gb), work, args.repeat) for gb in args.sizes.split(",")]
+        against = (args.against, worktree(work, args.against)) if args.against else None
+        sizes = [bench_size(float(gb), work, args.repeat, int(depths), against)
+                 for gb in args.sizes.split(",") for depths in args.depths.split(",")]  # fmt: skip
         for size in sizes:
             print_table(size)
         dest = HERE / "results" / "cubes.json"

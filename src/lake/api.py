@@ -15,6 +15,7 @@ and the fix (``SpecError``, ``SourceError``, ``TargetError``); nothing is half-p
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -157,14 +158,27 @@ def _preload(datasets: list[Dataset]) -> list[str]:
 
 
 def _import_flows() -> None:
-    """The build's own heavy imports (xarray, zarr, pyarrow, matplotlib), while the cluster
-    starts."""
+    """The build's own imports, while the cluster starts: the flows now (the first step,
+    a cube's scan or a table's plan, needs them), and in a thread of their own what only
+    later steps need (dask.array for a cube's plan, matplotlib and pystac for the
+    catalogue): 1.4 s of imports that the main thread would otherwise finish before the
+    first task could start, done while the workers scan (measured in BENCHMARKS.md)."""
+    import lake.flows.cubes
+    import lake.flows.tables  # noqa: F401
+
+    threading.Thread(target=_import_later, name="lake-imports", daemon=True).start()
+
+
+def _import_later() -> None:
+    """What later steps of a build import (an import in progress in another thread is
+    waited for, never run twice)."""
     import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
     import matplotlib.figure  # noqa: F401  (the thumbnails, drawn after the builds)
 
-    import lake.flows.cubes
-    import lake.flows.tables
     import lake.stac.catalog  # noqa: F401
+    from lake.stac import fair
+
+    fair.prepare()
 
 
 @contextmanager

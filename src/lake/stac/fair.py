@@ -14,10 +14,13 @@ as DataCite's REST API takes it) has no writer in pygeometa and is mapped here.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import jinja2
+
     from lake.spec import Dataset, Spec
     from lake.storage import Root
 
@@ -159,10 +162,49 @@ def _mcf(f: _Facts, datestamp: str) -> dict[str, Any]:
 
 
 def iso19139(f: _Facts, datestamp: str) -> bytes:
+    return render_iso19139(copy.deepcopy(_mcf(f, datestamp))).encode()
+
+
+def render_iso19139(mcf: dict[str, Any]) -> str:
+    """pygeometa's ISO 19139 of an MCF record, as ``ISO19139OutputSchema().write`` renders
+    it, from templates compiled once per process: pygeometa sets up a new Jinja2
+    environment for every record, which compiles its ISO templates again (0.4 s a
+    collection, measured)."""
+    from pygeometa import core
+
+    template = _iso_environment().get_template("main.j2")
+    xml = template.render(record=mcf, pygeometa_version=core.VERSION).encode("utf-8")
+    return str(core.pretty_print(xml))
+
+
+@functools.cache
+def _iso_environment() -> jinja2.Environment:
+    """The Jinja2 environment pygeometa's ``render_j2_template`` sets up for ISO 19139
+    (its loader, filters and globals), made once; Jinja2 keeps the compiled templates."""
+    from jinja2 import Environment, FileSystemLoader
+    from pygeometa import core
     from pygeometa.schemas.iso19139 import ISO19139OutputSchema
 
-    text = ISO19139OutputSchema().write(copy.deepcopy(_mcf(f, datestamp)))
-    return str(text).encode()
+    folder = ISO19139OutputSchema().template_dir
+    env = Environment(loader=FileSystemLoader([folder, core.SCHEMAS]))
+    helpers = {
+        "normalize_datestring": core.normalize_datestring,
+        "get_distribution_language": core.get_distribution_language,
+        "get_charstring": core.get_charstring,
+        "prune_distribution_formats": core.prune_distribution_formats,
+        "prune_transfer_option": core.prune_transfer_option,
+    }
+    env.filters.update(helpers)
+    env.globals.update(zip=zip, **{k: v for k, v in helpers.items()
+                                   if k != "get_distribution_language"})  # fmt: skip
+    return env
+
+
+def prepare() -> None:
+    """Import pygeometa and compile the ISO templates ahead of the first record (a build
+    does this while its workers run)."""
+    _iso_environment().get_template("main.j2")
+    from pygeometa.schemas.dcat import DCATOutputSchema  # noqa: F401
 
 
 def _wkt(bbox: list[float]) -> str:
