@@ -171,14 +171,18 @@ def _import_flows() -> None:
 
 def _import_later() -> None:
     """What later steps of a build import (an import in progress in another thread is
-    waited for, never run twice)."""
-    import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
-    import matplotlib.figure  # noqa: F401  (the thumbnails, drawn after the builds)
+    waited for, never run twice). A failure here is left to the step that needs the
+    module, which imports it again and reports it."""
+    try:
+        import dask.array  # noqa: F401  (the cube plan's templates; workers do without)
+        import matplotlib.figure  # noqa: F401  (the thumbnails, drawn after the builds)
 
-    import lake.stac.catalog  # noqa: F401
-    from lake.stac import fair
+        import lake.stac.catalog  # noqa: F401
+        from lake.stac import fair
 
-    fair.prepare()
+        fair.prepare()
+    except Exception:
+        pass
 
 
 @contextmanager
