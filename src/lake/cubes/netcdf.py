@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from lake.cubes.coords import choose_time_axis, data_by_time_axis, normalise
+from lake.cubes.likeness import Likeness
 from lake.cubes.rawread import read_direct
 from lake.cubes.source import SourceAccess, SourceFile, VariableSchema, digest
 from lake.errors import LakeError, SourceError
@@ -303,15 +304,30 @@ def scan_files(
     variables: Sequence[str] | None = None,
     time: str | None = None,
 ) -> list[SourceFile]:
-    """:func:`scan_file` over several ``(url, size)`` (one task for many small files).
+    """:func:`scan_file` over several ``(url, size)`` (one task for many small files);
+    local NetCDF-4 files laid out like the first one are scanned with h5py instead
+    (:mod:`lake.cubes.likeness`), to the same result.
 
     A failure that is not a known fault of the file still names the file.
     """
     out = []
     how = access_of(access)
+    likeness: Likeness | None = None
+    learnt = False
     for url, size in files:
+        local = isinstance(how, FileAccess) and how.direct(url)
+        path = url.removeprefix("file://")
+        if likeness is not None and local:
+            quick = likeness.scan(url, path, size)
+            if quick is not None:
+                out.append(quick)
+                continue
         try:
-            out.append(how.run(url, lambda: scan_file(url, how, variables, size, time)))  # noqa: B023
+            info = how.run(url, lambda: scan_file(url, how, variables, size, time))  # noqa: B023
+            out.append(info)
+            if local and not learnt:  # learnt from the first local file only
+                learnt = True
+                likeness = Likeness.learn(path, info)
         except LakeError:
             raise
         except Exception as exc:
