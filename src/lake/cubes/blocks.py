@@ -94,42 +94,6 @@ class ZarrFeed:
         return np.asarray(ref.open()[_selection(ref.dims, region)])
 
 
-@dataclass(frozen=True)
-class BlockFeed:
-    """Values read once for a block (``region``) of one variable, for the writes within it."""
-
-    name: str
-    region: Mapping[str, slice]
-    dims: tuple[str, ...]
-    values: np.ndarray
-
-    def read(self, name: str, region: Mapping[str, slice]) -> np.ndarray:
-        assert name == self.name
-        index = []
-        for dim in self.dims:
-            outer, inner = self.region.get(dim), region.get(dim)
-            if inner is None:
-                index.append(slice(None))
-                continue
-            start = outer.start if outer is not None else 0
-            index.append(slice(inner.start - start, inner.stop - start))
-        return self.values[tuple(index)]
-
-
-def write_fused(
-    region: Mapping[str, slice],
-    feed: Feed,
-    writes: Sequence[tuple[ArrayRef, Sequence[Mapping[str, slice]]]],
-) -> list[Written]:
-    """Read ``region`` of one variable from ``feed`` once, then write each layout's blocks
-    within it (``writes``: each target with its shard-aligned regions), none of which holds
-    published time steps."""
-    first = writes[0][0]
-    values = feed.read(first.name, region)
-    block = BlockFeed(first.name, region, first.dims, values)
-    return [write_block(target, r, block) for target, regions in writes for r in regions]
-
-
 def fast_codecs(root: Root | None = None) -> dict[str, Any]:
     """Zarr configuration for the Rust codec pipeline of ``zarrs``, when it is installed.
 

@@ -13,11 +13,6 @@ The maps inner tile *is* the time-series shard tile, so building the time-series
 from the maps layout decompresses every maps chunk exactly once per time block, and a
 worker's working set is one shard (``shard_mb``), whatever the size of the cube.
 
-Where a time block of the whole map fits :data:`FUSED_SHARDS` shards (a regional grid),
-the maps shards are cut to tile it (their time extent divides the time-series block, their
-depth extent is cut to fit), and one task reads the block from the sources once and writes
-both layouts from it: the maps copy is not read back.
-
 Each spatial dimension is split into a power-of-two number of near-equal chunks, so shards
 are whole multiples of inner chunks and padding is at most a few elements per dimension.
 """
@@ -152,10 +147,6 @@ def plan_chunks(
             1, min(MAX_MAPS_TIME_PER_SHARD, int(shard_bytes // (per_step * depth_shard)))
         )
         time_shard = max(time_inner, time_shard // time_inner * time_inner)
-        if chunking.maps_time_per_shard is None and maps_shard == extent:
-            joint = joint_maps_shard(t_block, ts_depth, time_inner, per_step, depth, shard_bytes)
-            if joint is not None:
-                time_shard, depth_shard = joint
         chunk = {"time": time_inner, "depth": 1, **dict(zip(space, ts_shard, strict=True))}
         shard = {
             "time": time_shard,
@@ -163,65 +154,6 @@ def plan_chunks(
             **dict(zip(space, maps_shard, strict=True)),
         }
     return ChunkPlan(tuple(chunk[d] for d in dims), tuple(shard[d] for d in dims))
-
-
-FUSED_SHARDS = 4
-"""A block that writes both layouts from one read holds up to this many ``shard_mb``."""
-
-
-def joint_maps_shard(
-    t_block: int, ts_depth: int, time_inner: int, per_step: int, depth: int, shard_bytes: float
-) -> tuple[int, int] | None:
-    """Maps shard ``(time, depth)`` extents that tile the time-series shards' time blocks
-    and depth levels, so that one task can read a block of the sources once and write
-    both layouts from it (see :func:`fused_block`); None if such a block would exceed
-    :data:`FUSED_SHARDS` shards (a large map, or many depth levels per shard).
-
-    ``per_step``: the bytes of one time step and depth level of the whole map. The time
-    extent divides ``t_block`` or is a multiple of it (and of ``time_inner``, the maps
-    inner chunk's); the depth extent is cut to fit.
-    """
-    budget = FUSED_SHARDS * shard_bytes
-    for levels in range(max(1, min(depth, int(shard_bytes // per_step))), 0, -1):
-        if levels % ts_depth and ts_depth % levels:
-            continue
-        most = max(1, min(MAX_MAPS_TIME_PER_SHARD, int(shard_bytes // (per_step * levels))))
-        whole = math.lcm(t_block, time_inner)  # shards hold whole inner chunks
-        if most >= whole:
-            steps = most // whole * whole
-        else:
-            fits = [n for n in range(time_inner, most + 1, time_inner) if t_block % n == 0]
-            if not fits:
-                return None
-            steps = fits[-1]
-        if max(steps, t_block) * max(levels, ts_depth) * per_step <= budget:
-            return steps, levels
-    return None
-
-
-def fused_block(
-    dims: Sequence[str], maps: ChunkPlan, series: ChunkPlan, shape: Sequence[int]
-) -> dict[str, int] | None:
-    """The extents of a block that holds whole shards of both layouts of one variable
-    (``maps`` and ``series``: their plans; ``shape``: the variable's), or None if they
-    do not tile one another (the maps shard must cover the whole map, and along time and
-    depth one layout's shard extent must divide the other's) or if the block would hold
-    more than :data:`FUSED_SHARDS` of the larger shard."""
-    if "time" not in dims:
-        return None
-    block: dict[str, int] = {}
-    for dim, m, t, n in zip(dims, maps.shards, series.shards, shape, strict=True):
-        if dim in ("time", "depth"):
-            small, large = sorted((m, t))
-            if large % small:
-                return None
-            block[dim] = large
-        elif m < n:
-            return None
-        else:
-            block[dim] = n
-    largest = max(math.prod(maps.shards), math.prod(series.shards))
-    return block if math.prod(block.values()) <= FUSED_SHARDS * largest else None
 
 
 def plan_static_chunks(

@@ -6,22 +6,13 @@ Wiring only: each step calls :mod:`lake.cubes`; the dataset's source reader come
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lake.cubes import scans, steps
-from lake.cubes.blocks import (
-    SourceFeed,
-    Written,
-    ZarrFeed,
-    block_regions,
-    write_block,
-    write_fused,
-)
-from lake.cubes.chunking import ChunkPlan, fused_block
+from lake.cubes.blocks import SourceFeed, Written, ZarrFeed, block_regions, write_block
 from lake.cubes.plan import layout_group, plan_cube
 from lake.cubes.publish import publish, recover
 from lake.cubes.scans import ScanRecord
@@ -36,8 +27,6 @@ from lake.sourcefiles import Listed, listed
 from lake.spec import LAYOUTS, check_dataset_id
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
-
     from distributed import Client, Future
 
     from lake.cubes.blocks import ArrayRef
@@ -72,30 +61,16 @@ class CubeResult:
         )  # fmt: skip
 
 
-CUBE_MEMORY_FIX = (
-    "lower `chunking.shard_mb` in the spec (each task holds one shard, or a block of at most four)"
-)
+CUBE_MEMORY_FIX = "lower `chunking.shard_mb` in the spec (each task holds one shard)"
 
 
 def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Future[Any]]:
-    """One task per shard-aligned block; time-series blocks wait for the maps blocks they read.
-
-    Where both layouts' shards tile one block of a variable (:func:`fused_block`) that
-    holds no published step, one task reads the block from the sources once and writes
-    both layouts' shards within it; the others are written as above.
-    """
+    """One task per shard-aligned block; time-series blocks wait for the maps blocks they read."""
     assert plan.index is not None
     source_feed = SourceFeed(reader, plan.index)
     futures: list[Future[Any]] = []
     maps_blocks: dict[str, list[tuple[slice, Future[Any]]]] = {}
     maps = next((w for w in plan.layouts if w.layout == "maps"), None)
-    series = next((w for w in plan.layouts if w.layout == "timeseries"), None)
-    fused: set[tuple[str, str, tuple[tuple[int, int], ...]]] = set()
-    if maps is not None and series is not None:
-        workers = worker_count(client)
-        for future, done in _fused_writes(client, maps, series, source_feed, workers):
-            futures.append(future)
-            fused.update(done)
     ordered = sorted(plan.layouts, key=lambda w: w.layout != "maps")
     for work in ordered:
         feed: Any = source_feed
@@ -104,8 +79,6 @@ def submit_writes(client: Client, plan: CubePlan, reader: CubeReader) -> list[Fu
         for name, target in work.targets.items():
             committed = work.committed.get(name)
             for region in block_regions(target, work.published_ntime, work.replaced):
-                if (work.layout, name, _key(region)) in fused:
-                    continue
                 deps: list[Future[Any]] = []
                 if work.layout == "timeseries" and maps is not None:
                     t = region["time"]
@@ -135,59 +108,6 @@ def _write(
     target: Any, region: Any, feed: Any, committed: Any, ntime: int, replaced: Any, deps: Any
 ) -> Written:
     return write_block(target, region, feed, committed, ntime, replaced)
-
-
-def _key(region: Mapping[str, slice]) -> tuple[tuple[int, int], ...]:
-    return tuple((s.start, s.stop) for _, s in sorted(region.items()))
-
-
-def _fused_writes(
-    client: Client, maps: LayoutWork, series: LayoutWork, feed: SourceFeed, workers: int
-) -> Iterator[tuple[Future[Any], list[tuple[str, str, tuple[tuple[int, int], ...]]]]]:
-    """One task per block of a variable whose shards of both layouts it holds whole, past
-    both layouts' published steps and clear of replaced ones: the task, and the blocks of
-    each layout it writes."""
-    published = max(maps.published_ntime, series.published_ntime)
-    replaced = maps.replaced + series.replaced
-    for name, target in maps.targets.items():
-        other = series.targets.get(name)
-        if other is None or other.dims != target.dims:
-            continue
-        block = fused_block(target.dims, ChunkPlan.of_array(target.metadata),
-                            ChunkPlan.of_array(other.metadata), target.shape)  # fmt: skip
-        if block is None:
-            continue
-        regions = {
-            layout: list(block_regions(ref, work.published_ntime, work.replaced))
-            for layout, ref, work in (("maps", target, maps), ("timeseries", other, series))
-        }
-        units = [u for u in _units(target, block) if _fresh(u["time"], published, replaced)]
-        # A block is a large task (a time block of the whole map): as many as keep every
-        # worker busy to the end; the rest is written in shard-sized tasks, which share
-        # out evenly (3 blocks on 2 workers would leave one worker a block alone).
-        for unit in units[: len(units) // workers * workers]:
-            inside = {layout: [r for r in rs if _within(r, unit)] for layout, rs in regions.items()}
-            writes = [(target, inside["maps"]), (other, inside["timeseries"])]
-            future = client.submit(write_fused, unit, feed, writes, pure=False)
-            done = [(layout, name, _key(r)) for layout, rs in inside.items() for r in rs]
-            yield future, done
-
-
-def _units(target: ArrayRef, block: Mapping[str, int]) -> Iterator[dict[str, slice]]:
-    """The blocks of ``block``'s extents that tile ``target``'s shape."""
-    spans = [[slice(lo, min(lo + block[d], n)) for lo in range(0, n, block[d])]
-             for d, n in zip(target.dims, target.shape, strict=True)]  # fmt: skip
-    for combo in itertools.product(*spans):
-        yield dict(zip(target.dims, combo, strict=True))
-
-
-def _fresh(t: slice, published: int, replaced: tuple[tuple[int, int], ...]) -> bool:
-    """Whether steps ``t`` are all past the published ones and none is replaced."""
-    return t.start >= published and not any(lo < t.stop and t.start < hi for lo, hi in replaced)
-
-
-def _within(region: Mapping[str, slice], unit: Mapping[str, slice]) -> bool:
-    return all(unit[d].start <= s.start and s.stop <= unit[d].stop for d, s in region.items())
 
 
 @dataclass
@@ -303,8 +223,7 @@ def build_cube(
     if not plan.empty:
         assert plan.index is not None
         futures = submit_writes(client, plan, scanned.reader)
-        results = gather(client, futures, f"{dataset.id}: write", progress, CUBE_MEMORY_FIX)
-        written = [w for r in results for w in (r if isinstance(r, list) else [r])]
+        written = gather(client, futures, f"{dataset.id}: write", progress, CUBE_MEMORY_FIX)
         for work in plan.layouts:
             publish(root, work.group, work.documents, [w for w in written if w.group == work.group])
             result.added[work.layout] = plan.ntime - work.published_ntime
