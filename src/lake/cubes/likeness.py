@@ -146,7 +146,7 @@ def _layout(file: h5py.File, time: str) -> Layout | None:
             return None
         shape = tuple(-1 if d == time_dim else n for d, n in zip(dims, item.shape, strict=True))
         found = item.attrs
-        attrs = tuple(sorted((k, *_attr(found[k])) for k in found.keys()
+        attrs = tuple(sorted((k, *_attr(found[k])) for k in found
                              if k not in SKIPPED_ATTRS))  # fmt: skip
         rows.append((name, item.dtype.str, dims, shape, attrs))
     return tuple(rows)
