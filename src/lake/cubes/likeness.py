@@ -48,6 +48,8 @@ class Likeness:
     """The HDF5 dataset of the time coordinate."""
     statics: tuple[tuple[str, str], ...]
     """(the scan's name, the HDF5 dataset) of each static variable."""
+    calendar: str | None
+    """The time coordinate's ``calendar`` attribute (the same in every file alike)."""
 
     @classmethod
     def learn(cls, path: str, scanned: SourceFile) -> Likeness | None:
@@ -78,7 +80,7 @@ class Likeness:
             if len(matches) != 1:  # decoded, or two variables of the same values
                 return None
             statics.append((name, matches[0]))
-        return cls(scanned, layout, time, tuple(statics))
+        return cls(scanned, layout, time, tuple(statics), _text(file[time].attrs.get("calendar")))
 
     def scan(self, url: str, path: str, size: int | None) -> SourceFile | None:
         """The scan of ``path`` if its layout is this one's, else None."""
@@ -88,7 +90,7 @@ class Likeness:
             with h5py.File(path, "r") as file:
                 if _layout(file, self.time) != self.layout:
                     return None
-                times = _decode(file[self.time], self.reference)
+                times = _decode(file[self.time], self.reference.time_units, self.calendar)
                 statics = {name: digest(_raw(file[d])) for name, d in self.statics}
         except (OSError, KeyError, ValueError, TypeError):
             return None
@@ -103,6 +105,11 @@ class Likeness:
             statics=statics,
             size=size if size is not None else os.path.getsize(path),
         )
+
+
+def _path(name: str) -> str:
+    """The HDF5 path of a root-group dataset, as a dimension scale names it."""
+    return "/" + name.lstrip("/")
 
 
 def _raw(dataset: h5py.Dataset) -> np.ndarray:
@@ -136,7 +143,7 @@ def _layout(file: h5py.File, time: str) -> Layout | None:
     import h5py
 
     rows: list[tuple[Any, ...]] = []
-    time_dim = "/" + time.lstrip("/")
+    time_dim = _path(time)
     for name, item in sorted(file.items()):
         if not isinstance(item, h5py.Dataset):
             rows.append((name, "group"))
@@ -160,35 +167,34 @@ def _time_dataset(file: h5py.File, scanned: SourceFile) -> str | None:
     for name, item in file.items():
         if not isinstance(item, h5py.Dataset) or item.ndim != 1:
             continue
-        units = item.attrs.get("units")
-        if isinstance(units, bytes):
-            units = units.decode("utf-8", "replace")
-        if units != scanned.time_units or len(item) != len(scanned.times):
+        if _text(item.attrs.get("units")) != scanned.time_units or len(item) != len(scanned.times):
             continue
-        times = _decode(item, scanned)
+        times = _decode(item, scanned.time_units, _text(item.attrs.get("calendar")))
         if times is not None and times.dtype == scanned.times.dtype \
                 and np.array_equal(times, scanned.times):  # fmt: skip
             found.append(name)
     return found[0] if len(found) == 1 else None
 
 
-def _decode(dataset: h5py.Dataset, scanned: SourceFile) -> np.ndarray | None:
+def _text(value: Any) -> Any:
+    """An HDF5 attribute as text where it is bytes (as netCDF-4 writes some)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _decode(dataset: h5py.Dataset, units: str, calendar: str | None) -> np.ndarray | None:
     """Raw time values decoded as xarray decodes them when the scan opens a file."""
     import warnings
 
     import xarray as xr
     from xarray.coding.times import decode_cf_datetime
 
-    calendar = dataset.attrs.get("calendar")
-    if isinstance(calendar, bytes):
-        calendar = calendar.decode("utf-8", "replace")
     raw = _raw(dataset)
     if raw.dtype.kind not in "iuf":
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=xr.SerializationWarning)
         try:
-            return np.asarray(decode_cf_datetime(raw, scanned.time_units, calendar))
+            return np.asarray(decode_cf_datetime(raw, units, calendar))
         except Exception:
             return None
 
@@ -197,7 +203,7 @@ def _static_digests(file: h5py.File, time: str) -> dict[str, str]:
     """The digest of the raw values of every dataset not along the time axis."""
     import h5py
 
-    time_dim = "/" + time.lstrip("/")
+    time_dim = _path(time)
     out = {}
     for name, item in file.items():
         if not isinstance(item, h5py.Dataset) or name == time:
